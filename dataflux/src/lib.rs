@@ -1,0 +1,1 @@
+//! DataFlux-style datasets over object stores.

@@ -1,0 +1,1 @@
+//! Ranks, sharding, rendezvous and NCCL for dataflux jobs (work in progress).

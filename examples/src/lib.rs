@@ -1,0 +1,1 @@
+//! Library half of the dataflux-rs binaries (work in progress).

@@ -1,0 +1,1 @@
+//! Vision Transformer inference with candle (work in progress).
