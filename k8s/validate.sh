@@ -11,7 +11,8 @@
 # 4. policy: what schemas cannot say (enum values, the Job's Kueue / DWS / multi-network /
 #    NCCL / launcher wiring, references between objects) -- k8s/tests/checks.py;
 # 5. the Dockerfile installs what the Job runs, as the user the Job runs as;
-# 6. shellcheck on every script in k8s/ (and the sourced .env);
+# 6. shellcheck on every script in k8s/ (and the sourced .env); setup.sh and cleanup.sh
+#    run against stand-ins for gcloud and kubectl (k8s/tests/setup_dry_run.sh);
 # 7. every env var the Job sets is read by our Rust code or allow-listed (skip with
 #    --skip-env-check while the binaries are not written yet);
 # 8. negative tests: a deliberately broken copy of each manifest kind must be rejected.
@@ -163,6 +164,13 @@ while IFS= read -r -d '' script; do
   check "shellcheck ${script#"${ROOT}"/}" shellcheck -x "${script}"
 done < <(find "${K8S_DIR}" -name '*.sh' -print0 | sort -z)
 check "shellcheck k8s/setup/.env" shellcheck -s bash "${K8S_DIR}/setup/.env"
+for stub in "${K8S_DIR}"/tests/stubs/*; do
+  check "shellcheck ${stub#"${ROOT}"/}" shellcheck "${stub}"
+done
+
+echo "== setup.sh / cleanup.sh against stub gcloud and kubectl"
+check "setup.sh makes the tutorial's calls, re-runs create nothing, cleanup keeps buckets" \
+  bash "${K8S_DIR}/tests/setup_dry_run.sh"
 
 echo "== env vars the Job sets"
 "${PY}" "${CHECKS}" env-names "${rendered}/batch-inference.yaml" | paste -sd' ' | fold -s -w 100 | sed 's/^/     /'
