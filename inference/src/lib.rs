@@ -1,1 +1,45 @@
-//! Vision Transformer inference with candle (work in progress).
+//! Vision Transformer image classification with candle, matching Hugging Face `transformers`.
+//!
+//! - [`source`]: where a checkpoint comes from (hub repository or local directory).
+//! - [`config`]: `config.json` and `preprocessor_config.json`.
+//! - [`preprocess`]: image bytes to normalized pixels, as PIL + `ViTImageProcessor` do.
+//! - [`vit`]: the model, in Hugging Face's weight layout.
+//! - [`classifier`]: loading, batched top-k classification, pipelined classification.
+//! - [`device`]: `auto`, `cpu`, `cuda:N`.
+//!
+//! ```no_run
+//! use dataflux_inference::{Classifier, DecodePool, DeviceSpec, LoadOptions, ModelSource};
+//!
+//! # fn main() -> Result<(), dataflux_inference::Error> {
+//! let source: ModelSource = "google/vit-base-patch16-224".parse().unwrap_or_else(|e| match e {});
+//! let classifier = Classifier::load_blocking(&source, &LoadOptions::from_env(), DeviceSpec::Auto, None)?;
+//! let pool = DecodePool::new(2)?;
+//! let bytes = std::fs::read("cat.jpg").map_err(|source| dataflux_inference::Error::Io {
+//!     path: "cat.jpg".into(),
+//!     source,
+//! })?;
+//! let prepared = pool.preprocess_batch(classifier.preprocessor(), &[bytes]);
+//! for result in classifier.classify_prepared(prepared, 5)? {
+//!     println!("{result:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod classifier;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod preprocess;
+pub mod source;
+pub mod vit;
+
+pub use classifier::{Classifier, ImageResult, Prediction};
+pub use config::{PreprocessorConfig, Resample, ViTConfig};
+pub use device::DeviceSpec;
+pub use error::{Error, PreprocessError, Result};
+pub use preprocess::{DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
+pub use source::{LoadOptions, ModelFiles, ModelSource};
+
+/// Re-export of candle's tensor types used in this crate's API.
+pub use candle_core::{DType, Device, Tensor};

@@ -1,0 +1,247 @@
+//! Where a checkpoint comes from: a Hugging Face hub repository (through `hf-hub` and its cache)
+//! or a local directory, and the three files we read from it.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Name of the model configuration file.
+pub const CONFIG_FILE: &str = "config.json";
+/// Name of the (optional) preprocessing configuration file.
+pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+/// Name of the weight file.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// A checkpoint location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A hub repository such as `google/vit-base-patch16-224`, at a branch, tag or commit
+    /// (`main` when `None`).
+    Hub {
+        /// `owner/name`.
+        repo: String,
+        /// Branch, tag or commit hash.
+        revision: Option<String>,
+    },
+    /// A directory holding `config.json`, `model.safetensors` and optionally
+    /// `preprocessor_config.json`.
+    Local(PathBuf),
+}
+
+impl FromStr for ModelSource {
+    type Err = std::convert::Infallible;
+
+    /// An existing directory is [`ModelSource::Local`]; anything else is a hub repository id,
+    /// optionally followed by `@revision`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let path = Path::new(s);
+        if path.is_dir() {
+            return Ok(ModelSource::Local(path.to_path_buf()));
+        }
+        Ok(match s.split_once('@') {
+            Some((repo, rev)) => ModelSource::Hub {
+                repo: repo.to_string(),
+                revision: Some(rev.to_string()),
+            },
+            None => ModelSource::Hub {
+                repo: s.to_string(),
+                revision: None,
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Hub {
+                repo,
+                revision: Some(rev),
+            } => write!(f, "{repo}@{rev}"),
+            ModelSource::Hub {
+                repo,
+                revision: None,
+            } => write!(f, "{repo}"),
+            ModelSource::Local(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// How to reach the hub. `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT` and `HF_TOKEN` are read by
+/// `hf-hub` itself when the fields here are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Never use the network: files must be in the cache. [`LoadOptions::from_env`] sets it from
+    /// `HF_HUB_OFFLINE` (which hf-hub 1.0 ignores).
+    pub offline: bool,
+    /// Always ask the hub for the current revision, even when the cache has the files. By
+    /// default a cached file is used without any network request, so a cached branch is not
+    /// refreshed; pin a commit or set this to follow a branch.
+    pub refresh: bool,
+    /// Cache directory (default: `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`).
+    pub cache_dir: Option<PathBuf>,
+    /// Hub URL (default: `HF_ENDPOINT`, else `https://huggingface.co`).
+    pub endpoint: Option<String>,
+    /// Access token (default: `HF_TOKEN` or the token file).
+    pub token: Option<String>,
+}
+
+impl LoadOptions {
+    /// Defaults, with `offline` set when `HF_HUB_OFFLINE` is `1`, `true`, `yes` or `on`.
+    pub fn from_env() -> Self {
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| is_truthy(&v))
+            .unwrap_or(false);
+        LoadOptions {
+            offline,
+            ..Default::default()
+        }
+    }
+}
+
+fn is_truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// Local paths of a checkpoint's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// `config.json`.
+    pub config: PathBuf,
+    /// `preprocessor_config.json`, when the checkpoint has one.
+    pub preprocessor_config: Option<PathBuf>,
+    /// `model.safetensors`.
+    pub weights: PathBuf,
+}
+
+impl ModelFiles {
+    /// The files of a local checkpoint directory; fails with [`Error::MissingFile`] when
+    /// `config.json` or `model.safetensors` is absent.
+    pub fn in_dir(dir: &Path) -> Result<Self> {
+        let need = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::MissingFile { path })
+            }
+        };
+        let config = need(CONFIG_FILE)?;
+        let weights = need(WEIGHTS_FILE)?;
+        let pre = dir.join(PREPROCESSOR_FILE);
+        Ok(ModelFiles {
+            config,
+            preprocessor_config: pre.is_file().then_some(pre),
+            weights,
+        })
+    }
+
+    /// Resolves `source` to local files, downloading from the hub into its cache when needed.
+    pub async fn fetch(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
+        let (repo, revision) = match source {
+            ModelSource::Local(dir) => return Self::in_dir(dir),
+            ModelSource::Hub { repo, revision } => (repo, revision),
+        };
+        let hub_err = |file: &str, source: hf_hub::HFError| Error::Hub {
+            repo: repo.clone(),
+            file: file.to_string(),
+            source: Box::new(source),
+        };
+        let mut builder = hf_hub::HFClient::builder();
+        if let Some(dir) = &options.cache_dir {
+            builder = builder.cache_dir(dir.clone());
+        }
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint(endpoint.clone());
+        }
+        if let Some(token) = &options.token {
+            builder = builder.token(token.clone());
+        }
+        let client = builder.build().map_err(|e| hub_err(CONFIG_FILE, e))?;
+        let (owner, name) = hf_hub::split_id(repo);
+        let handle = client.model(owner, name);
+        let get = |file: &'static str| {
+            let handle = handle.clone();
+            let revision = revision.clone();
+            let offline = options.offline;
+            let refresh = options.refresh;
+            async move {
+                if !refresh || offline {
+                    let cached = handle
+                        .download_file()
+                        .filename(file)
+                        .maybe_revision(revision.clone())
+                        .local_files_only(true)
+                        .send()
+                        .await;
+                    if offline || cached.is_ok() {
+                        return cached;
+                    }
+                }
+                handle
+                    .download_file()
+                    .filename(file)
+                    .maybe_revision(revision)
+                    .send()
+                    .await
+            }
+        };
+        let config = get(CONFIG_FILE)
+            .await
+            .map_err(|e| hub_err(CONFIG_FILE, e))?;
+        let weights = get(WEIGHTS_FILE)
+            .await
+            .map_err(|e| hub_err(WEIGHTS_FILE, e))?;
+        let preprocessor_config = match get(PREPROCESSOR_FILE).await {
+            Ok(p) => Some(p),
+            Err(
+                hf_hub::HFError::EntryNotFound { .. } | hf_hub::HFError::LocalEntryNotFound { .. },
+            ) => None,
+            Err(e) => return Err(hub_err(PREPROCESSOR_FILE, e)),
+        };
+        Ok(ModelFiles {
+            config,
+            preprocessor_config,
+            weights,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(
+            "google/vit-base-patch16-224".parse::<ModelSource>().ok(),
+            Some(ModelSource::Hub {
+                repo: "google/vit-base-patch16-224".into(),
+                revision: None
+            })
+        );
+        assert_eq!(
+            "google/vit@abc".parse::<ModelSource>().ok(),
+            Some(ModelSource::Hub {
+                repo: "google/vit".into(),
+                revision: Some("abc".into())
+            })
+        );
+        let dir = env!("CARGO_MANIFEST_DIR");
+        assert_eq!(
+            dir.parse::<ModelSource>().ok(),
+            Some(ModelSource::Local(PathBuf::from(dir)))
+        );
+    }
+
+    #[test]
+    fn truthy_values() {
+        assert!(is_truthy("1") && is_truthy("TRUE") && is_truthy(" on "));
+        assert!(!is_truthy("0") && !is_truthy("") && !is_truthy("false"));
+    }
+}

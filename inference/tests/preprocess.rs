@@ -1,0 +1,140 @@
+//! Decoding edge cases: bombs, garbage, fast mode.
+
+use std::io::Cursor;
+
+use dataflux_inference::{
+    DecodeLimits, PreprocessError, PreprocessMode, Preprocessor, PreprocessorConfig,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A PNG whose header claims `w`x`h` pixels, with a tiny (invalid) body.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for b in bytes {
+            crc ^= *b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn jpeg(w: u32, h: u32) -> Result<Vec<u8>, image::ImageError> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = ((x * 7 + y * 13) % 256) as u8;
+        let stripe = if (x / 3) % 2 == 0 { 255 } else { 0 };
+        image::Rgb([v, stripe, ((x * y) % 251) as u8])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)?;
+    Ok(out.into_inner())
+}
+
+#[test]
+fn decompression_bomb_is_refused_by_header() {
+    let p = Preprocessor::new(PreprocessorConfig::square(32));
+    match p.preprocess(&png_header(50_000, 50_000)) {
+        Err(PreprocessError::TooLarge { width, height }) => {
+            assert_eq!((width, height), (50_000, 50_000))
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let small = p.clone().with_limits(DecodeLimits {
+        max_width: 100,
+        ..DecodeLimits::default()
+    });
+    assert!(matches!(
+        small.preprocess(&png_header(101, 10)),
+        Err(PreprocessError::TooLarge {
+            width: 101,
+            height: 10
+        })
+    ));
+}
+
+#[test]
+fn allocation_limit_is_typed() -> TestResult {
+    let p = Preprocessor::new(PreprocessorConfig::square(32)).with_limits(DecodeLimits {
+        max_alloc_bytes: 1000,
+        ..DecodeLimits::default()
+    });
+    let err = p.preprocess(&jpeg(64, 64)?).err();
+    assert_eq!(err.as_ref().map(|e| e.kind()), Some("too_large"), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn garbage_and_truncation_are_typed() -> TestResult {
+    let p = Preprocessor::new(PreprocessorConfig::square(32));
+    assert_eq!(
+        p.preprocess(b"hello world").err().map(|e| e.kind()),
+        Some("unknown_format")
+    );
+    assert_eq!(
+        p.preprocess(&[]).err().map(|e| e.kind()),
+        Some("unknown_format")
+    );
+    let j = jpeg(64, 64)?;
+    assert_eq!(
+        p.preprocess(&j[..j.len() / 3]).err().map(|e| e.kind()),
+        Some("decode")
+    );
+    Ok(())
+}
+
+#[test]
+fn output_shape_and_source_size() -> TestResult {
+    let p = Preprocessor::new(PreprocessorConfig::square(224));
+    let out = p.preprocess(&jpeg(640, 480)?)?;
+    assert_eq!(out.pixels.len(), 3 * 224 * 224);
+    assert_eq!((out.source_width, out.source_height), (640, 480));
+    assert!(out.pixels.iter().all(|v| (-1.0..=1.0).contains(v)));
+    Ok(())
+}
+
+#[test]
+fn fast_mode_is_close() -> TestResult {
+    let exact = Preprocessor::new(PreprocessorConfig::square(224));
+    let fast = exact.clone().with_mode(PreprocessMode::Fast);
+    let bytes = jpeg(1280, 960)?;
+    let a = exact.preprocess(&bytes)?.pixels;
+    let b = fast.preprocess(&bytes)?.pixels;
+    let diffs: Vec<f32> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() * 0.5 * 255.0)
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    let max = diffs.iter().copied().fold(0f32, f32::max);
+    eprintln!("fast vs exact on a synthetic 1280x960: mean {mean:.3}/255, max {max:.1}/255");
+    assert!(mean < 4.0, "mean {mean}/255");
+    Ok(())
+}
