@@ -1,1 +1,30 @@
 //! DataFlux-style datasets over object stores.
+//!
+//! `dataflux` lists millions of objects fast (parallel work-stealing listing, raced against a
+//! sequential one), reads small objects fast (GCS compose), and serves them as datasets that
+//! shard across ranks and resume where they stopped. It knows nothing of models.
+//!
+//! Every store — GCS through its JSON API, and local directories, memory and S3 through
+//! [`object_store`] — sits behind one trait, [`Store`]; open one from a URL with
+//! [`Location`].
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod list;
+pub mod location;
+pub mod meta;
+pub mod retry;
+pub mod shard;
+pub mod split;
+pub mod stats;
+pub mod store;
+
+pub use error::{Error, Operation, Result};
+pub use list::{list, ListOptions, Listing, Skipped, Strategy, DEFAULT_TEMP_PREFIX};
+pub use location::{folder_prefix, Backend, Location};
+pub use meta::ObjectMeta;
+pub use retry::RetryPolicy;
+pub use shard::{ShardMode, ShardSpec};
+pub use stats::{Stats, StatsSnapshot};
+pub use store::{Capabilities, Page, PageRequest, PutMode, Store};

@@ -1,0 +1,344 @@
+//! Listing: parallel, work-stealing, raced against a plain sequential listing.
+//!
+//! A remote listing starts with one worker owning the whole name range under the prefix.
+//! After each page a busy worker looks for idle workers; if some wait, it splits what is left
+//! of its range (`(last name seen, end]`) into that many more parts at lexicographic points
+//! ([`crate::split`]) and hands the upper parts over. Each worker asks the store only for its
+//! own range (GCS `startOffset`/`endOffset`; other stores stop at the bound client-side).
+//! Meanwhile a plain sequential listing runs too, and whichever finishes first is returned,
+//! so a small prefix costs no more than a sequential listing.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::meta::ObjectMeta;
+use crate::split::split_points;
+use crate::store::{PageRequest, Store, MAX_PAGE};
+
+/// The default prefix for the library's temporary objects (composites), excluded from listings.
+pub const DEFAULT_TEMP_PREFIX: &str = "dataflux-tmp/";
+
+/// How to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Concurrent list workers. Sized for I/O latency, not cores: a worker spends its time
+    /// waiting for a page.
+    pub parallelism: usize,
+    /// Objects per request (at most 1,000).
+    pub page_size: usize,
+    /// Race a sequential listing against the parallel one and keep the first to finish.
+    pub race_sequential: bool,
+    /// Names under this prefix (the library's temporary objects) are skipped.
+    pub temp_prefix: String,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 32,
+            page_size: MAX_PAGE,
+            race_sequential: true,
+            temp_prefix: DEFAULT_TEMP_PREFIX.to_string(),
+        }
+    }
+}
+
+/// Which strategy produced a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// One worker, page after page.
+    Sequential,
+    /// Work-stealing workers.
+    Parallel,
+}
+
+/// What a listing left out, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Names ending in `/` (folder placeholders).
+    pub directory_markers: u64,
+    /// Names under the temporary prefix.
+    pub temporary: u64,
+}
+
+/// The objects under a prefix, sorted by name without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The listed prefix (folder form).
+    pub prefix: String,
+    /// The objects, in ascending name order.
+    pub objects: Vec<ObjectMeta>,
+    /// What was left out.
+    pub skipped: Skipped,
+    /// Which strategy won.
+    pub strategy: Strategy,
+}
+
+/// Lists every object under `prefix` (folder form, e.g. `images/`, or empty for all).
+///
+/// ```
+/// # let rt = tokio::runtime::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// use bytes::Bytes;
+/// use dataflux::{list, ListOptions, Location, PutMode};
+/// let store = Location::parse("memory://list-doc").unwrap().open().await.unwrap();
+/// for name in ["imgs/b.jpg", "imgs/a.jpg", "imgs/dataflux-tmp/x", "other/c.jpg"] {
+///     store.put(name, Bytes::from_static(b"x"), PutMode::Overwrite).await.unwrap();
+/// }
+/// let options = ListOptions { temp_prefix: "imgs/dataflux-tmp/".into(), ..Default::default() };
+/// let listing = list(&store, "imgs/", &options).await.unwrap();
+/// let names: Vec<_> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+/// assert_eq!(names, ["imgs/a.jpg", "imgs/b.jpg"]);
+/// assert_eq!(listing.skipped.temporary, 1);
+/// # });
+/// ```
+pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -> Result<Listing> {
+    let remote = store.capabilities().remote;
+    let (objects, strategy) = if !remote || options.parallelism <= 1 {
+        (sequential(store, prefix, options).await?, Strategy::Sequential)
+    } else if options.race_sequential {
+        tokio::select! {
+            r = sequential(store, prefix, options) => (r?, Strategy::Sequential),
+            r = parallel(store, prefix, options) => (r?, Strategy::Parallel),
+        }
+    } else {
+        (parallel(store, prefix, options).await?, Strategy::Parallel)
+    };
+    Ok(finish(prefix, objects, strategy, &options.temp_prefix))
+}
+
+/// Sorts, deduplicates and filters raw results.
+fn finish(prefix: &str, mut raw: Vec<ObjectMeta>, strategy: Strategy, temp: &str) -> Listing {
+    raw.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    raw.dedup_by(|a, b| a.name == b.name);
+    let mut skipped = Skipped::default();
+    raw.retain(|o| {
+        if o.name.ends_with('/') {
+            skipped.directory_markers += 1;
+            false
+        } else if !temp.is_empty() && o.name.starts_with(temp) {
+            skipped.temporary += 1;
+            false
+        } else {
+            true
+        }
+    });
+    Listing {
+        prefix: prefix.to_string(),
+        objects: raw,
+        skipped,
+        strategy,
+    }
+}
+
+async fn sequential(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    options: &ListOptions,
+) -> Result<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_page(PageRequest {
+                prefix,
+                after: after.as_deref(),
+                upto: None,
+                max_results: options.page_size,
+            })
+            .await?;
+        let last = page.objects.last().map(|o| o.name.clone());
+        out.extend(page.objects);
+        match last {
+            Some(l) if page.more => after = Some(l),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// A name range `(after, upto]`; `None` bounds are open.
+#[derive(Debug, Clone)]
+struct KeyRange {
+    after: Option<String>,
+    upto: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: VecDeque<KeyRange>,
+    /// Workers holding a range.
+    busy: usize,
+    /// Workers waiting for one.
+    idle: usize,
+    failed: bool,
+    alphabet: BTreeSet<char>,
+}
+
+struct Coordinator {
+    state: Mutex<Shared>,
+    wake: Notify,
+}
+
+impl Coordinator {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Shared>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Task("listing state poisoned".into()))
+    }
+
+    /// The next range to list, or `None` when every range is done (or the listing failed).
+    async fn next_range(&self) -> Result<Option<KeyRange>> {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock()?;
+                if st.failed {
+                    return Ok(None);
+                }
+                if let Some(r) = st.queue.pop_front() {
+                    st.busy += 1;
+                    return Ok(Some(r));
+                }
+                if st.busy == 0 {
+                    drop(st);
+                    self.wake.notify_waiters();
+                    return Ok(None);
+                }
+                st.idle += 1;
+            }
+            notified.await;
+            self.lock()?.idle -= 1;
+        }
+    }
+
+    fn done_with_range(&self) -> Result<()> {
+        self.lock()?.busy -= 1;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    fn fail(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.failed = true;
+        }
+        self.wake.notify_waiters();
+    }
+}
+
+async fn parallel(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    options: &ListOptions,
+) -> Result<Vec<ObjectMeta>> {
+    let coord = Arc::new(Coordinator {
+        state: Mutex::new(Shared {
+            queue: VecDeque::from([KeyRange {
+                after: None,
+                upto: None,
+            }]),
+            alphabet: prefix.chars().collect(),
+            ..Default::default()
+        }),
+        wake: Notify::new(),
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.parallelism {
+        let coord = coord.clone();
+        let store = store.clone();
+        let prefix = prefix.to_string();
+        let page_size = options.page_size;
+        workers.spawn(async move {
+            let result = worker(&coord, store.as_ref(), &prefix, page_size).await;
+            if result.is_err() {
+                coord.fail();
+            }
+            result
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(Ok(objects)) => out.extend(objects),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::Task(e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+async fn worker(
+    coord: &Coordinator,
+    store: &dyn Store,
+    prefix: &str,
+    page_size: usize,
+) -> Result<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    while let Some(mut range) = coord.next_range().await? {
+        loop {
+            let page = store
+                .list_page(PageRequest {
+                    prefix,
+                    after: range.after.as_deref(),
+                    upto: range.upto.as_deref(),
+                    max_results: page_size,
+                })
+                .await?;
+            let Some(last) = page.objects.last().map(|o| o.name.clone()) else {
+                break;
+            };
+            let mut chars: BTreeSet<char> = BTreeSet::new();
+            for o in &page.objects {
+                chars.extend(o.name[prefix.len().min(o.name.len())..].chars());
+            }
+            out.extend(page.objects);
+            if !page.more {
+                break;
+            }
+            range.after = Some(last);
+            share_work(coord, &mut range, prefix, chars)?;
+        }
+        coord.done_with_range()?;
+    }
+    Ok(out)
+}
+
+/// Hands the upper parts of `range` to idle workers, if any wait and none is served yet.
+fn share_work(
+    coord: &Coordinator,
+    range: &mut KeyRange,
+    prefix: &str,
+    seen: BTreeSet<char>,
+) -> Result<()> {
+    let mut st = coord.lock()?;
+    st.alphabet.extend(seen);
+    let hungry = st.idle.saturating_sub(st.queue.len());
+    if hungry == 0 {
+        return Ok(());
+    }
+    let lo = range.after.clone().unwrap_or_else(|| prefix.to_string());
+    let alphabet: Vec<char> = st.alphabet.iter().copied().collect();
+    let points = split_points(prefix, &lo, range.upto.as_deref(), hungry + 1, &alphabet);
+    if points.is_empty() {
+        return Ok(());
+    }
+    // Keep (after, p1]; give away (p1, p2], …, (pn, upto].
+    let mut bounds = points.into_iter();
+    let mut lower = bounds.next();
+    let original_upto = std::mem::replace(&mut range.upto, lower.clone());
+    for p in bounds.map(Some).chain(std::iter::once(original_upto)) {
+        st.queue.push_back(KeyRange {
+            after: lower.take(),
+            upto: p.clone(),
+        });
+        lower = p;
+    }
+    drop(st);
+    coord.wake.notify_waiters();
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! Stores served by `object_store`: local directories, memory, S3 and anything else it speaks.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::{Capabilities, Page, PageRequest, PutMode, Store, MAX_PAGE};
+use crate::error::{status_is_transient, Error, Operation, Result};
+use crate::meta::ObjectMeta;
+use crate::retry::RetryPolicy;
+use crate::stats::Stats;
+
+/// A [`Store`] over any [`ObjectStore`].
+#[derive(Debug)]
+pub struct GenericStore {
+    inner: Arc<dyn ObjectStore>,
+    url: String,
+    remote: bool,
+    retry: RetryPolicy,
+    stats: Stats,
+}
+
+impl GenericStore {
+    /// Wraps `inner`; `url` names it in messages; `remote` says whether requests are
+    /// network round trips (S3) or local calls (files, memory).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use dataflux::store::{generic::GenericStore, Store};
+    /// let store = GenericStore::new(Arc::new(object_store::memory::InMemory::new()), "memory://", false);
+    /// assert_eq!(store.object_url("a/b"), "memory://a/b");
+    /// ```
+    pub fn new(inner: Arc<dyn ObjectStore>, url: impl Into<String>, remote: bool) -> Self {
+        Self {
+            inner,
+            url: url.into(),
+            remote,
+            retry: RetryPolicy::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Object names are used as given (`Path::from` would percent-encode them).
+    fn path(&self, name: &str) -> Result<Path> {
+        Path::parse(name).map_err(|e| Error::InvalidLocation {
+            url: self.object_url(name),
+            reason: e.to_string(),
+        })
+    }
+
+    fn map_err(&self, op: Operation, name: &str, err: object_store::Error) -> Error {
+        let location = self.object_url(name);
+        match err {
+            object_store::Error::NotFound { .. } => Error::NotFound { location },
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                Error::AlreadyExists { location }
+            }
+            object_store::Error::PermissionDenied { source, .. }
+            | object_store::Error::Unauthenticated { source, .. } => Error::PermissionDenied {
+                operation: op,
+                location,
+                message: source.to_string(),
+            },
+            object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
+                Error::Unsupported {
+                    operation: op,
+                    store: self.url.clone(),
+                }
+            }
+            other => {
+                let message = other.to_string();
+                let status = http_status_in(&message);
+                Error::Request {
+                    operation: op,
+                    location,
+                    status,
+                    // object_store retries HTTP failures itself; what is left is transient
+                    // only when it says so by status.
+                    transient: status.is_some_and(status_is_transient),
+                    message,
+                }
+            }
+        }
+    }
+}
+
+/// Finds an HTTP status in an `object_store` error message (it does not expose one).
+fn http_status_in(message: &str) -> Option<u16> {
+    let idx = message.find("status: ")?;
+    message[idx + 8..].get(..3)?.parse().ok()
+}
+
+fn to_meta(m: &object_store::ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.location.as_ref().to_string(),
+        size: m.size,
+        generation: None,
+        crc32c: None,
+    }
+}
+
+/// `object_store` prefixes are whole path segments: `images/` lists under `images`.
+fn segment_prefix(prefix: &str) -> Option<Path> {
+    let trimmed = prefix.trim_end_matches('/');
+    Path::parse(trimmed).ok().filter(|p| !p.as_ref().is_empty())
+}
+
+/// A valid `object_store` path no greater than `after`, to list from: split points need not
+/// be valid paths (`a/`); whatever lies between is dropped by the exact check after listing.
+fn offset_path(after: &str) -> Option<Path> {
+    // `Path::parse` also drops a leading `/`, which would move the offset up: check.
+    Path::parse(after.trim_end_matches('/'))
+        .ok()
+        .filter(|p| p.as_ref() <= after)
+}
+
+#[async_trait]
+impl Store for GenericStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            end_offset: false,
+            compose: false,
+            remote: self.remote,
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
+        let max = req.max_results.clamp(1, MAX_PAGE);
+        let prefix = segment_prefix(req.prefix);
+        self.retry
+            .run(&self.stats, || async {
+                self.stats.record(Operation::List);
+                let mut stream = match req.after.and_then(offset_path) {
+                    Some(offset) => self.inner.list_with_offset(prefix.as_ref(), &offset),
+                    None => self.inner.list(prefix.as_ref()),
+                };
+                // No `object_store` backend has an end offset, and local stores promise no
+                // order: bound and order here. A local or memory store answers the whole
+                // range in one page (each call walks it whole anyway); a remote store
+                // lists in order and stops after `max` objects.
+                let mut objects = Vec::new();
+                let mut more = false;
+                while let Some(m) = stream
+                    .try_next()
+                    .await
+                    .map_err(|e| self.map_err(Operation::List, req.prefix, e))?
+                {
+                    let meta = to_meta(&m);
+                    if !meta.name.starts_with(req.prefix)
+                        || req.after.is_some_and(|a| meta.name.as_str() <= a)
+                        || req.upto.is_some_and(|u| meta.name.as_str() > u)
+                    {
+                        continue;
+                    }
+                    objects.push(meta);
+                    if self.remote && objects.len() >= max {
+                        // Remote stores list in order: a full page is a page.
+                        more = true;
+                        break;
+                    }
+                }
+                objects.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                Ok(Page { objects, more })
+            })
+            .await
+    }
+
+    async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let path = self.path(name)?;
+        let bytes = self
+            .retry
+            .run(&self.stats, || async {
+                self.stats.record(Operation::Get);
+                let options = GetOptions {
+                    range: range.clone().map(GetRange::Bounded),
+                    ..Default::default()
+                };
+                let result = self
+                    .inner
+                    .get_opts(&path, options)
+                    .await
+                    .map_err(|e| self.map_err(Operation::Get, name, e))?;
+                result
+                    .bytes()
+                    .await
+                    .map_err(|e| self.map_err(Operation::Get, name, e))
+            })
+            .await?;
+        self.stats.add_bytes_read(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    async fn head(&self, name: &str) -> Result<ObjectMeta> {
+        let path = self.path(name)?;
+        self.retry
+            .run(&self.stats, || async {
+                self.stats.record(Operation::Head);
+                self.inner
+                    .head(&path)
+                    .await
+                    .map(|m| to_meta(&m))
+                    .map_err(|e| self.map_err(Operation::Head, name, e))
+            })
+            .await
+    }
+
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
+        let path = self.path(name)?;
+        let size = data.len() as u64;
+        self.retry
+            .run(&self.stats, || async {
+                self.stats.record(Operation::Put);
+                let put_mode = match mode {
+                    PutMode::Overwrite => object_store::PutMode::Overwrite,
+                    PutMode::Create => object_store::PutMode::Create,
+                };
+                self.inner
+                    .put_opts(&path, PutPayload::from(data.clone()), put_mode.into())
+                    .await
+                    .map_err(|e| self.map_err(Operation::Put, name, e))
+            })
+            .await?;
+        self.stats.add_bytes_written(size);
+        Ok(ObjectMeta::new(name, size))
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        self.retry
+            .run(&self.stats, || async {
+                self.stats.record(Operation::Delete);
+                match self.inner.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(self.map_err(Operation::Delete, name, e)),
+                }
+            })
+            .await
+    }
+}

@@ -1,0 +1,119 @@
+//! One trait over every object store `dataflux` reads and writes.
+//!
+//! Generic stores (local files, memory, S3) go through [`object_store`] in
+//! [`generic`]; Google Cloud Storage goes through its JSON API in [`gcs`] because
+//! `object_store`'s GCS client speaks the XML API, which has no end offset, no
+//! generations or CRC32C in listings, and no compose. The rest of the crate only
+//! sees [`Store`].
+
+pub mod gcs;
+pub mod generic;
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::meta::ObjectMeta;
+use crate::stats::Stats;
+
+/// What a store can do beyond the basics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Lists honour an exclusive end bound on the server (GCS `endOffset`); otherwise the
+    /// listing stops at the bound client-side.
+    pub end_offset: bool,
+    /// Server-side concatenation (GCS `compose`).
+    pub compose: bool,
+    /// Each list or get is a network round trip, so parallel listing pays off.
+    pub remote: bool,
+}
+
+/// One page request: objects under `prefix` with names in `(after, upto]`.
+///
+/// Ranges are exclusive at the start and inclusive at the end so that both GCS (inclusive
+/// `startOffset`, exclusive `endOffset`) and `object_store` (exclusive offset) can serve any
+/// range exactly, whatever the split points are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest<'a> {
+    /// Only names starting with this (already normalized, e.g. `images/` or empty).
+    pub prefix: &'a str,
+    /// Only names strictly greater than this.
+    pub after: Option<&'a str>,
+    /// Only names less than or equal to this.
+    pub upto: Option<&'a str>,
+    /// At most this many objects (capped at 1,000, as GCS pages are).
+    pub max_results: usize,
+}
+
+/// One page of a listing, in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Objects in `(after, upto]`, in ascending name order, directory markers included.
+    pub objects: Vec<ObjectMeta>,
+    /// Whether more objects may follow the last one inside the requested range.
+    pub more: bool,
+}
+
+/// How a write treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Fail with [`crate::Error::AlreadyExists`] if the object exists (GCS `ifGenerationMatch=0`).
+    Create,
+}
+
+/// The largest page any store is asked for (GCS never returns more).
+pub const MAX_PAGE: usize = 1000;
+
+/// An object store as `dataflux` uses it. Implementations retry transient failures
+/// themselves and count every request in [`Store::stats`].
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The store's URL for messages, e.g. `gs://bucket` or `file:///data`.
+    fn url(&self) -> &str;
+
+    /// What the store can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The store's request counters.
+    fn stats(&self) -> &Stats;
+
+    /// The URL of one object, for messages.
+    fn object_url(&self, name: &str) -> String {
+        let url = self.url();
+        if url.ends_with("://") {
+            format!("{url}{name}")
+        } else {
+            format!("{}/{}", url.trim_end_matches('/'), name)
+        }
+    }
+
+    /// Lists one page (one request).
+    async fn list_page(&self, req: PageRequest<'_>) -> Result<Page>;
+
+    /// Reads a whole object, or `range` of it.
+    async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes>;
+
+    /// Reads an object's metadata.
+    async fn head(&self, name: &str) -> Result<ObjectMeta>;
+
+    /// Writes an object in one request.
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta>;
+
+    /// Deletes an object. Deleting a missing object is not an error.
+    async fn delete(&self, name: &str) -> Result<()>;
+
+    /// Concatenates `sources` (each pinned to its listed generation) into a new object
+    /// `dest` that must not exist yet. Only stores with [`Capabilities::compose`].
+    async fn compose(&self, sources: &[ObjectMeta], dest: &str) -> Result<ObjectMeta> {
+        let _ = (sources, dest);
+        Err(crate::Error::Unsupported {
+            operation: crate::Operation::Compose,
+            store: self.url().to_string(),
+        })
+    }
+}
