@@ -135,7 +135,13 @@ pub enum Error {
 impl Error {
     /// Whether retrying the same request may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Request { transient: true, .. })
+        matches!(
+            self,
+            Error::Request {
+                transient: true,
+                ..
+            }
+        )
     }
 
     /// Whether the object was missing.

@@ -10,9 +10,12 @@
 
 #![warn(missing_docs)]
 
+pub mod compose;
+pub mod dataset;
 pub mod error;
 pub mod list;
 pub mod location;
+pub mod manifest;
 pub mod meta;
 pub mod retry;
 pub mod shard;
@@ -20,6 +23,8 @@ pub mod split;
 pub mod stats;
 pub mod store;
 
+pub use compose::{FetchOptions, Fetcher};
+pub use dataset::{Cursor, Dataset, DatasetConfig, Item};
 pub use error::{Error, Operation, Result};
 pub use list::{list, ListOptions, Listing, Skipped, Strategy, DEFAULT_TEMP_PREFIX};
 pub use location::{folder_prefix, Backend, Location};

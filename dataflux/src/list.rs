@@ -99,7 +99,10 @@ pub struct Listing {
 pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -> Result<Listing> {
     let remote = store.capabilities().remote;
     let (objects, strategy) = if !remote || options.parallelism <= 1 {
-        (sequential(store, prefix, options).await?, Strategy::Sequential)
+        (
+            sequential(store, prefix, options).await?,
+            Strategy::Sequential,
+        )
     } else if options.race_sequential {
         tokio::select! {
             r = sequential(store, prefix, options) => (r?, Strategy::Sequential),

@@ -153,7 +153,11 @@ impl Location {
                         url: self.url.clone(),
                         reason: e.to_string(),
                     })?;
-                Arc::new(GenericStore::new(Arc::new(s3), format!("s3://{bucket}"), true))
+                Arc::new(GenericStore::new(
+                    Arc::new(s3),
+                    format!("s3://{bucket}"),
+                    true,
+                ))
             }
             Backend::Local { root } => Arc::new(open_local(&self.url, root, create)?),
             Backend::Memory { name } => {
@@ -201,22 +205,42 @@ mod tests {
     #[test]
     fn parses_every_scheme() {
         let l = Location::parse("gs://bkt").unwrap();
-        assert_eq!(l.backend, Backend::Gcs { bucket: "bkt".into() });
+        assert_eq!(
+            l.backend,
+            Backend::Gcs {
+                bucket: "bkt".into()
+            }
+        );
         assert_eq!(l.prefix, "");
         let l = Location::parse("s3://bkt/a/b/").unwrap();
-        assert_eq!(l.backend, Backend::S3 { bucket: "bkt".into() });
+        assert_eq!(
+            l.backend,
+            Backend::S3 {
+                bucket: "bkt".into()
+            }
+        );
         assert_eq!(l.prefix, "a/b/");
         let l = Location::parse("file:///tmp/x").unwrap();
-        assert_eq!(l.backend, Backend::Local { root: "/tmp/x".into() });
+        assert_eq!(
+            l.backend,
+            Backend::Local {
+                root: "/tmp/x".into()
+            }
+        );
         let l = Location::parse("rel/dir").unwrap();
-        assert!(matches!(l.backend, Backend::Local { root } if root.is_absolute() && root.ends_with("rel/dir")));
+        assert!(
+            matches!(l.backend, Backend::Local { root } if root.is_absolute() && root.ends_with("rel/dir"))
+        );
     }
 
     #[test]
     fn refuses_bad_urls_with_reason() {
         for bad in ["gs://", "gs:///x", "ftp://a/b", "file://host/x", ""] {
             let err = Location::parse(bad).unwrap_err();
-            assert!(matches!(err, Error::InvalidLocation { ref url, .. } if url == bad), "{bad}: {err}");
+            assert!(
+                matches!(err, Error::InvalidLocation { ref url, .. } if url == bad),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -137,7 +137,10 @@ mod tests {
         );
         assert_eq!(pts.len(), 3);
         // Each quarter starts with the digit a quarter of the way through 0..9.
-        let firsts: Vec<char> = pts.iter().map(|p| p.chars().nth(4).unwrap_or(' ')).collect();
+        let firsts: Vec<char> = pts
+            .iter()
+            .map(|p| p.chars().nth(4).unwrap_or(' '))
+            .collect();
         assert_eq!(firsts, vec!['2', '4', '7']);
     }
 
@@ -146,7 +149,9 @@ mod tests {
         let alphabet: Vec<char> = "abc/".chars().collect();
         let pts = split_points("p/", "p/a", None, 8, &alphabet);
         assert!(!pts.is_empty());
-        assert!(pts.iter().all(|p| p.starts_with("p/") && p.as_str() > "p/a"));
+        assert!(pts
+            .iter()
+            .all(|p| p.starts_with("p/") && p.as_str() > "p/a"));
     }
 
     #[test]

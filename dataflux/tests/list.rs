@@ -13,8 +13,18 @@ fn tricky_names(n: usize) -> Vec<String> {
     let mut names: Vec<String> = (0..n).map(|i| format!("data/img_{i:05}.jpg")).collect();
     names.extend(
         [
-            "data/ab", "data/ab0", "data/a/b.txt", "data/a/b/c.png", "data/Z", "data/~tilde",
-            "data/é.jpg", "data/ü/ß.png", "data/0", "data/00", "data/x y.jpg", "data/x+y.jpg",
+            "data/ab",
+            "data/ab0",
+            "data/a/b.txt",
+            "data/a/b/c.png",
+            "data/Z",
+            "data/~tilde",
+            "data/é.jpg",
+            "data/ü/ß.png",
+            "data/0",
+            "data/00",
+            "data/x y.jpg",
+            "data/x+y.jpg",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -28,11 +38,16 @@ async fn check_listing(store: Arc<dyn Store>, parallelism: usize, race: bool, pa
     let mut names = tricky_names(230);
     put_all(&store, &names).await;
     // Never listed: a directory marker, temporary objects, and a sibling prefix.
-    let extra: Vec<String> = ["data/sub/", "data/dataflux-tmp/x", "dataflux-tmp/run/1", "data2/img.jpg"]
-        .iter()
-        .filter(|s| gcs || !s.ends_with('/'))
-        .map(|s| s.to_string())
-        .collect();
+    let extra: Vec<String> = [
+        "data/sub/",
+        "data/dataflux-tmp/x",
+        "dataflux-tmp/run/1",
+        "data2/img.jpg",
+    ]
+    .iter()
+    .filter(|s| gcs || !s.ends_with('/'))
+    .map(|s| s.to_string())
+    .collect();
     put_all(&store, &extra).await;
     let options = ListOptions {
         parallelism,
@@ -49,7 +64,10 @@ async fn check_listing(store: Arc<dyn Store>, parallelism: usize, race: bool, pa
     // Sizes come back as written.
     let mut written = tricky_names(230);
     for o in &listing.objects {
-        let i = written.iter().position(|n| n == &o.name).expect("listed name");
+        let i = written
+            .iter()
+            .position(|n| n == &o.name)
+            .expect("listed name");
         assert_eq!(o.size as usize, content_of(i, &o.name).len(), "{}", o.name);
         written[i].clear();
     }
@@ -57,11 +75,22 @@ async fn check_listing(store: Arc<dyn Store>, parallelism: usize, race: bool, pa
 
 #[tokio::test]
 async fn parallel_listing_on_emulator_is_exact() {
-    let Some(store) = gcs_store("list-par").await else { return };
+    let Some(store) = gcs_store("list-par").await else {
+        return;
+    };
     check_listing(store.clone(), 8, false, 7).await;
-    let listing = list(&store, "data/", &ListOptions { parallelism: 8, page_size: 7, race_sequential: false, ..Default::default() })
-        .await
-        .expect("list");
+    let listing = list(
+        &store,
+        "data/",
+        &ListOptions {
+            parallelism: 8,
+            page_size: 7,
+            race_sequential: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
     assert_eq!(listing.strategy, Strategy::Parallel);
     // GCS listings carry generation and CRC32C.
     let first = &listing.objects[0];
@@ -72,17 +101,25 @@ async fn parallel_listing_on_emulator_is_exact() {
 
 #[tokio::test]
 async fn raced_listing_on_emulator_is_exact() {
-    let Some(store) = gcs_store("list-race").await else { return };
+    let Some(store) = gcs_store("list-race").await else {
+        return;
+    };
     check_listing(store, 16, true, 10).await;
 }
 
 #[tokio::test]
 async fn sequential_listing_pages_with_max_results_on_emulator() {
-    let Some(store) = gcs_store("list-seq").await else { return };
+    let Some(store) = gcs_store("list-seq").await else {
+        return;
+    };
     let names: Vec<String> = (0..50).map(|i| format!("p/{i:03}")).collect();
     put_all(&store, &names).await;
     let before = store.stats().snapshot();
-    let options = ListOptions { parallelism: 1, page_size: 10, ..Default::default() };
+    let options = ListOptions {
+        parallelism: 1,
+        page_size: 10,
+        ..Default::default()
+    };
     let listing = list(&store, "p/", &options).await.expect("list");
     assert_eq!(listing.objects.len(), 50);
     assert_eq!(listing.strategy, Strategy::Sequential);
@@ -95,11 +132,20 @@ async fn sequential_listing_pages_with_max_results_on_emulator() {
 async fn missing_bucket_fails_at_once_naming_it() {
     let Some(_) = emulator() else { return };
     let store: Arc<dyn Store> = Arc::new(
-        dataflux::store::gcs::GcsStore::connect("no-such-bucket-here").await.expect("connect"),
+        dataflux::store::gcs::GcsStore::connect("no-such-bucket-here")
+            .await
+            .expect("connect"),
     );
     let err = list(&store, "", &ListOptions::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::BucketNotFound { bucket } if bucket == "no-such-bucket-here"), "{err}");
-    assert_eq!(store.stats().snapshot().retries, 0, "permanent errors are not retried");
+    assert!(
+        matches!(&err, Error::BucketNotFound { bucket } if bucket == "no-such-bucket-here"),
+        "{err}"
+    );
+    assert_eq!(
+        store.stats().snapshot().retries,
+        0,
+        "permanent errors are not retried"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +163,9 @@ async fn listing_a_local_directory_is_exact() {
 #[tokio::test]
 async fn empty_prefix_lists_nothing() {
     let store = paged_memory_store();
-    let listing = list(&store, "nothing/", &ListOptions::default()).await.expect("list");
+    let listing = list(&store, "nothing/", &ListOptions::default())
+        .await
+        .expect("list");
     assert!(listing.objects.is_empty());
 }
 

@@ -66,21 +66,21 @@ impl GcsStore {
     /// Connects to `bucket`: the emulator when `STORAGE_EMULATOR_HOST` is set, else GCS with
     /// Application Default Credentials.
     pub async fn connect(bucket: &str) -> Result<Self> {
-        let config = match emulator_endpoint() {
-            Some(endpoint) => ClientConfig {
-                storage_endpoint: endpoint,
-                ..Default::default()
-            }
-            .anonymous(),
-            None => ClientConfig::default()
-                .with_auth()
-                .await
-                .map_err(|e| Error::PermissionDenied {
-                    operation: Operation::List,
-                    location: format!("gs://{bucket}"),
-                    message: format!("no Google credentials: {e}"),
+        let config =
+            match emulator_endpoint() {
+                Some(endpoint) => ClientConfig {
+                    storage_endpoint: endpoint,
+                    ..Default::default()
+                }
+                .anonymous(),
+                None => ClientConfig::default().with_auth().await.map_err(|e| {
+                    Error::PermissionDenied {
+                        operation: Operation::List,
+                        location: format!("gs://{bucket}"),
+                        message: format!("no Google credentials: {e}"),
+                    }
                 })?,
-        };
+            };
         Ok(Self::with_client(Client::new(config), bucket))
     }
 

@@ -63,21 +63,19 @@ impl GenericStore {
         let location = self.object_url(name);
         match err {
             object_store::Error::NotFound { .. } => Error::NotFound { location },
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                Error::AlreadyExists { location }
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => Error::AlreadyExists { location },
             object_store::Error::PermissionDenied { source, .. }
             | object_store::Error::Unauthenticated { source, .. } => Error::PermissionDenied {
                 operation: op,
                 location,
                 message: source.to_string(),
             },
-            object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
-                Error::Unsupported {
-                    operation: op,
-                    store: self.url.clone(),
-                }
-            }
+            object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. } => Error::Unsupported {
+                operation: op,
+                store: self.url.clone(),
+            },
             other => {
                 let message = other.to_string();
                 let status = http_status_in(&message);

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dataflux::store::generic::GenericStore;
 use dataflux::store::gcs::{emulator_endpoint, GcsStore};
+use dataflux::store::generic::GenericStore;
 use dataflux::{PutMode, Store};
 
 /// How to get an emulator, for messages.
@@ -43,6 +43,14 @@ pub fn emulator() -> Option<String> {
 
 /// A new, empty bucket on the emulator.
 pub async fn gcs_store(tag: &str) -> Option<Arc<dyn Store>> {
+    gcs_store_with_retry(tag, dataflux::RetryPolicy::default()).await
+}
+
+/// A new, empty bucket on the emulator, with a retry policy.
+pub async fn gcs_store_with_retry(
+    tag: &str,
+    retry: dataflux::RetryPolicy,
+) -> Option<Arc<dyn Store>> {
     let endpoint = emulator()?;
     let bucket = unique_bucket(tag);
     let resp = reqwest::Client::new()
@@ -51,8 +59,17 @@ pub async fn gcs_store(tag: &str) -> Option<Arc<dyn Store>> {
         .send()
         .await
         .unwrap_or_else(|e| panic!("cannot reach the emulator at {endpoint}: {e}\n{HOW_TO_START}"));
-    assert!(resp.status().is_success(), "creating bucket {bucket}: {}", resp.status());
-    Some(Arc::new(GcsStore::connect(&bucket).await.expect("connect")))
+    assert!(
+        resp.status().is_success(),
+        "creating bucket {bucket}: {}",
+        resp.status()
+    );
+    Some(Arc::new(
+        GcsStore::connect(&bucket)
+            .await
+            .expect("connect")
+            .with_retry(retry),
+    ))
 }
 
 /// A new in-memory store that pages like a remote one.

@@ -1,0 +1,440 @@
+//! Composed download, fallbacks, temporary-object hygiene, and the dataset API.
+
+mod common;
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use dataflux::compose::cleanup_stale;
+use dataflux::store::{Capabilities, Page, PageRequest};
+use dataflux::{
+    list, manifest, Dataset, DatasetConfig, Error, FetchOptions, ListOptions, ObjectMeta,
+    Operation, PutMode, RetryPolicy, ShardSpec, Stats, Store,
+};
+use futures::StreamExt;
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("imgs/{i:04}.jpg")).collect()
+}
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 2,
+        initial_backoff: Duration::from_millis(5),
+        ..Default::default()
+    }
+}
+
+async fn dataset(store: Arc<dyn Store>, fetch: FetchOptions) -> Dataset {
+    let listing = list(&store, "imgs/", &ListOptions::default())
+        .await
+        .expect("list");
+    Dataset::from_listing(
+        store,
+        listing,
+        DatasetConfig {
+            fetch,
+            ..Default::default()
+        },
+    )
+}
+
+async fn temporaries(store: &Arc<dyn Store>) -> usize {
+    let options = ListOptions {
+        temp_prefix: String::new(),
+        ..Default::default()
+    };
+    list(store, "dataflux-tmp/", &options)
+        .await
+        .expect("list tmp")
+        .objects
+        .len()
+}
+
+#[tokio::test]
+async fn composed_batch_is_exact_and_cheap_and_leaves_nothing() {
+    let Some(store) = gcs_store("compose").await else {
+        return;
+    };
+    let names = names(100);
+    put_all(&store, &names).await;
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    let before = store.stats().snapshot();
+    let all: Vec<usize> = (0..100).collect();
+    let got = ds.get_many(&all).await.expect("get_many");
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            r.as_ref().expect("ok")[..],
+            content_of(i, &names[i])[..],
+            "{}",
+            names[i]
+        );
+    }
+    let s = store.stats().snapshot().since(&before);
+    // 100 objects in groups of 32: 4 composes, 4 downloads, 4 deletes.
+    assert_eq!(
+        (s.compose, s.get, s.delete, s.fallbacks),
+        (4, 4, 4, 0),
+        "{s}"
+    );
+    assert_eq!(temporaries(&store).await, 0, "no composite left behind");
+    assert_eq!(ds.fetcher().live_temporaries(), 0);
+}
+
+#[tokio::test]
+async fn size_cap_splits_groups_and_big_objects_use_ranged_gets() {
+    let Some(store) = gcs_store("compose-cap").await else {
+        return;
+    };
+    let names = names(10);
+    put_all(&store, &names).await;
+    let big = Bytes::from((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    store
+        .put("imgs/zz-big.bin", big.clone(), PutMode::Overwrite)
+        .await
+        .expect("put");
+    // Each small object is 13..=39 bytes; a cap of 60 holds two of them at most.
+    let fetch = FetchOptions {
+        max_composite_bytes: 60,
+        range_chunk_bytes: 4096,
+        ..Default::default()
+    };
+    let ds = dataset(store.clone(), fetch).await;
+    let groups = ds.fetcher().plan(ds.objects());
+    for g in &groups {
+        let bytes: u64 = ds.objects()[g.clone()].iter().map(|m| m.size).sum();
+        assert!(g.len() == 1 || bytes <= 60, "group {g:?} has {bytes} bytes");
+    }
+    let before = store.stats().snapshot();
+    let got = ds.get(10).await.expect("big object");
+    assert_eq!(got, big);
+    assert_eq!(
+        store.stats().snapshot().since(&before).get,
+        3,
+        "10,000 bytes in 4,096-byte parts"
+    );
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let results = ds.get_many(&all).await.expect("get_many");
+    assert!(results.iter().all(|r| r.is_ok()));
+}
+
+#[tokio::test]
+async fn a_changed_object_is_reported_and_the_rest_survive() {
+    let Some(store) = gcs_store("compose-changed").await else {
+        return;
+    };
+    let names = names(8);
+    put_all(&store, &names).await;
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    // Same size, other content: only the CRC32C can tell.
+    let len = content_of(3, &names[3]).len();
+    store
+        .put(&names[3], Bytes::from(vec![b'#'; len]), PutMode::Overwrite)
+        .await
+        .expect("overwrite");
+    let got = ds
+        .get_many(&(0..8).collect::<Vec<_>>())
+        .await
+        .expect("get_many");
+    for (i, r) in got.iter().enumerate() {
+        if i == 3 {
+            let err = r.as_ref().expect_err("changed object");
+            assert!(
+                matches!(err, Error::Integrity { location, .. } if location.ends_with(&names[3])),
+                "{err}"
+            );
+        } else {
+            assert_eq!(r.as_ref().expect("ok")[..], content_of(i, &names[i])[..]);
+        }
+    }
+    assert_eq!(temporaries(&store).await, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_object_falls_back_to_single_gets() {
+    let Some(store) = gcs_store_with_retry("compose-missing", quick_retry()).await else {
+        return;
+    };
+    let names = names(6);
+    put_all(&store, &names).await;
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    store.delete(&names[2]).await.expect("delete");
+    let got = ds
+        .get_many(&(0..6).collect::<Vec<_>>())
+        .await
+        .expect("get_many");
+    assert!(
+        got[2].as_ref().is_err_and(|e| e.is_not_found()),
+        "{:?}",
+        got[2]
+    );
+    for i in [0, 1, 3, 4, 5] {
+        assert_eq!(
+            got[i].as_ref().expect("ok")[..],
+            content_of(i, &names[i])[..]
+        );
+    }
+    assert_eq!(store.stats().snapshot().fallbacks, 1);
+    assert_eq!(temporaries(&store).await, 0);
+}
+
+#[tokio::test]
+async fn sweep_and_stale_cleanup_remove_leftovers() {
+    let Some(store) = gcs_store("compose-sweep").await else {
+        return;
+    };
+    let ds = dataset(
+        store.clone(),
+        FetchOptions {
+            run_id: "run-a".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    for name in [
+        "dataflux-tmp/run-a/1-0-x",
+        "dataflux-tmp/run-a/2-0-y",
+        "dataflux-tmp/run-b/1000-0-z",
+    ] {
+        store
+            .put(name, Bytes::from_static(b"t"), PutMode::Overwrite)
+            .await
+            .expect("put");
+    }
+    let fresh = format!(
+        "dataflux-tmp/run-c/{}-0-w",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    store
+        .put(&fresh, Bytes::from_static(b"t"), PutMode::Overwrite)
+        .await
+        .expect("put");
+    assert_eq!(
+        ds.fetcher().sweep().await.expect("sweep"),
+        2,
+        "only this run's"
+    );
+    assert_eq!(
+        cleanup_stale(&store, "dataflux-tmp/", Duration::from_secs(3600))
+            .await
+            .expect("cleanup"),
+        1
+    );
+    assert_eq!(
+        temporaries(&store).await,
+        1,
+        "the fresh one of another run stays"
+    );
+}
+
+/// A memory store that claims compose and refuses it, as a bucket without
+/// `storage.objects.create` does.
+#[derive(Debug)]
+struct RefusesCompose {
+    inner: Arc<dyn Store>,
+    attempts: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for RefusesCompose {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            compose: true,
+            ..self.inner.capabilities()
+        }
+    }
+    fn stats(&self) -> &Stats {
+        self.inner.stats()
+    }
+    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
+        self.inner.list_page(req).await
+    }
+    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
+        self.inner.get(name, range).await
+    }
+    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
+        self.inner.head(name).await
+    }
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
+        self.inner.put(name, data, mode).await
+    }
+    async fn delete(&self, name: &str) -> dataflux::Result<()> {
+        self.inner.delete(name).await
+    }
+    async fn compose(&self, _: &[ObjectMeta], dest: &str) -> dataflux::Result<ObjectMeta> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Err(Error::PermissionDenied {
+            operation: Operation::Compose,
+            location: self.object_url(dest),
+            message: "403".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn refused_compose_is_switched_off_for_the_run() {
+    let inner = paged_memory_store();
+    let names = names(70);
+    put_all(&inner, &names).await;
+    let store = Arc::new(RefusesCompose {
+        inner,
+        attempts: AtomicUsize::new(0),
+    });
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    let got = ds
+        .get_many(&(0..70).collect::<Vec<_>>())
+        .await
+        .expect("get_many");
+    assert!(got.iter().all(|r| r.is_ok()));
+    assert_eq!(
+        store.attempts.load(Ordering::SeqCst),
+        1,
+        "asked once, then off for the run"
+    );
+    assert!(!ds.fetcher().composing());
+    assert_eq!(ds.stats().fallbacks, 1);
+}
+
+#[tokio::test]
+async fn stores_without_compose_use_single_gets() {
+    let store = paged_memory_store();
+    put_all(&store, &names(40)).await;
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    let got = ds.get_many(&[5, 1, 39]).await.expect("get_many");
+    assert_eq!(
+        got[0].as_ref().expect("ok")[..],
+        content_of(5, &names(40)[5])[..]
+    );
+    let s = ds.stats();
+    assert_eq!((s.compose, s.get, s.fallbacks), (0, 3, 0));
+    assert!(matches!(
+        ds.get(40).await,
+        Err(Error::IndexOutOfRange { index: 40, len: 40 })
+    ));
+}
+
+#[tokio::test]
+async fn stream_is_ordered_resumable_and_bounded() {
+    for store in [
+        paged_memory_store(),
+        gcs_store("stream").await.unwrap_or_else(paged_memory_store),
+    ] {
+        let names = names(150);
+        put_all(&store, &names).await;
+        let listing = list(&store, "imgs/", &ListOptions::default())
+            .await
+            .expect("list");
+        let config = DatasetConfig {
+            concurrency: 8,
+            prefetch_bytes: 2048,
+            fetch: FetchOptions {
+                max_composite_bytes: 200,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let ds = Dataset::from_listing(store.clone(), listing, config);
+        let mut stream = Box::pin(ds.stream(ds.start()).expect("stream"));
+        let mut seen = Vec::new();
+        while let Some(item) = stream.next().await {
+            assert_eq!(item.index, seen.len(), "in order");
+            assert_eq!(
+                item.data.expect("ok")[..],
+                content_of(item.index, &names[item.index])[..]
+            );
+            seen.push(item.meta.name);
+            if seen.len() == 61 {
+                break;
+            }
+        }
+        drop(stream);
+        // Restart from the saved position: nothing re-read, nothing skipped.
+        let cursor = ds.cursor_at(seen.len());
+        let saved: dataflux::Cursor =
+            serde_json::from_str(&serde_json::to_string(&cursor).unwrap()).unwrap();
+        let rest: Vec<String> = ds
+            .stream(saved)
+            .expect("stream")
+            .map(|i| i.meta.name)
+            .collect()
+            .await;
+        seen.extend(rest);
+        assert_eq!(seen, names);
+        // A cursor of another dataset is refused.
+        let other = ds.shard(ShardSpec::new(0, 2)).expect("shard");
+        assert!(other.stream(cursor).is_err());
+    }
+}
+
+#[tokio::test]
+async fn shards_are_disjoint_and_complete() {
+    let store = paged_memory_store();
+    put_all(&store, &names(101)).await;
+    let ds = dataset(store, FetchOptions::default()).await;
+    let mut all = Vec::new();
+    for rank in 0..4 {
+        let shard = ds.shard(ShardSpec::new(rank, 4)).expect("shard");
+        assert!((25..=26).contains(&shard.len()));
+        all.extend(shard.objects().iter().map(|o| o.name.clone()));
+    }
+    assert_eq!(all, names(101));
+    assert!(ds.shard(ShardSpec::new(4, 4)).is_err());
+}
+
+#[tokio::test]
+async fn manifest_round_trips_and_rejects_garbage() {
+    let Some(store) = gcs_store("manifest").await else {
+        return;
+    };
+    put_all(&store, &names(30)).await;
+    let listing = list(&store, "imgs/", &ListOptions::default())
+        .await
+        .expect("list");
+    manifest::save(store.as_ref(), "run/manifest.json", &listing)
+        .await
+        .expect("save");
+    let loaded = manifest::load(store.as_ref(), "run/manifest.json")
+        .await
+        .expect("load");
+    assert_eq!(
+        loaded.objects, listing.objects,
+        "names, sizes, generations, CRC32C"
+    );
+    store
+        .put(
+            "run/bad.json",
+            Bytes::from_static(b"{\"format\":\"x\"}"),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    let err = manifest::load(store.as_ref(), "run/bad.json")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Manifest { location, .. } if location.ends_with("run/bad.json")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn stats_print_requests_by_kind() {
+    let store = paged_memory_store();
+    put_all(&store, &names(3)).await;
+    let text = store.stats().snapshot().to_string();
+    assert!(
+        text.starts_with("requests 3 (list 0, get 0, head 0, put 3,"),
+        "{text}"
+    );
+}
