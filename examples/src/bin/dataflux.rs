@@ -1,0 +1,369 @@
+//! `dataflux`: list, fetch and clean up object-store datasets from a shell.
+//!
+//! ```text
+//! dataflux list  gs://bucket/prefix [--parallelism N] [--sequential] [--count] [--stats]
+//! dataflux fetch gs://bucket/prefix --to DIR [--no-compose] [--concurrency N] [--stats]
+//! dataflux gc    gs://bucket [--older-than 1h] [--temp-prefix dataflux-tmp/]
+//! ```
+//!
+//! Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 when `fetch` could not
+//! read some objects (each is reported on stderr; the others are written).
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dataflux::compose::cleanup_stale;
+use dataflux::{
+    list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location, DEFAULT_TEMP_PREFIX,
+};
+use futures::StreamExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dataflux",
+    version,
+    about = "List, fetch and clean up datasets in object stores (gs://, s3://, file://, local paths, memory://)",
+    after_help = "With STORAGE_EMULATOR_HOST set, gs:// URLs go to that emulator anonymously.\nLogs go to stderr; set RUST_LOG (e.g. RUST_LOG=dataflux=debug) for more."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lists the objects under a URL: one `name<TAB>size` per line, sorted by name.
+    List(ListArgs),
+    /// Downloads every object under a URL into a local directory (composed on GCS).
+    Fetch(FetchArgs),
+    /// Deletes temporary composites that crashed runs left behind.
+    Gc(GcArgs),
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// Location: gs://bucket/prefix, s3://bucket/prefix, file:///dir, a local path, memory://name.
+    url: String,
+    /// Concurrent list workers (work stealing).
+    #[arg(long, default_value_t = ListOptions::default().parallelism)]
+    parallelism: usize,
+    /// List page after page with one worker (no parallel listing, no race).
+    #[arg(long)]
+    sequential: bool,
+    /// Print only the number of objects.
+    #[arg(long)]
+    count: bool,
+    /// Print the time, the winning strategy and the requests by kind on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// Prefix of the library's temporary objects, left out of the listing.
+    #[arg(long, default_value = DEFAULT_TEMP_PREFIX)]
+    temp_prefix: String,
+}
+
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Location: gs://bucket/prefix, s3://bucket/prefix, file:///dir, a local path, memory://name.
+    url: String,
+    /// Directory to write into; each object goes to DIR/<name relative to the URL's prefix>.
+    #[arg(long)]
+    to: PathBuf,
+    /// Fetch every object with its own GET (no GCS compose).
+    #[arg(long)]
+    no_compose: bool,
+    /// Groups (composites, or single objects) in flight at once.
+    #[arg(long, default_value_t = DatasetConfig::default().concurrency)]
+    concurrency: usize,
+    /// Largest composite, in bytes; bigger objects are fetched alone with ranged GETs.
+    #[arg(long, default_value_t = FetchOptions::default().max_composite_bytes)]
+    max_composite_bytes: u64,
+    /// Prefix of temporary composites in the bucket (swept for this run at start and end).
+    #[arg(long, default_value = DEFAULT_TEMP_PREFIX)]
+    temp_prefix: String,
+    /// Print the time, throughput and requests by kind on stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args, Debug)]
+struct GcArgs {
+    /// The bucket (gs://bucket; a path after the bucket is ignored), or any other location.
+    url: String,
+    /// Delete temporaries created longer ago than this: 90s, 30m, 1h, 2d, 500ms, or 0 for all.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    older_than: Duration,
+    /// Prefix of temporary composites in the bucket.
+    #[arg(long, default_value = DEFAULT_TEMP_PREFIX)]
+    temp_prefix: String,
+}
+
+/// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d` (a bare `0` is allowed).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 30m, 1h, 2d"))?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "" if n == 0 => 0,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: too long"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::List(args) => run_list(args).await,
+            Command::Fetch(args) => run_fetch(args).await,
+            Command::Gc(args) => run_gc(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_list(args: ListArgs) -> Result<ExitCode> {
+    let location = Location::parse(&args.url)?;
+    let store = location.open().await?;
+    let options = ListOptions {
+        parallelism: if args.sequential {
+            1
+        } else {
+            args.parallelism.max(1)
+        },
+        race_sequential: !args.sequential,
+        temp_prefix: args.temp_prefix.clone(),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let listing = list(&store, &location.prefix, &options)
+        .await
+        .with_context(|| format!("listing {}", args.url))?;
+    let elapsed = start.elapsed();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if args.count {
+        writeln!(out, "{}", listing.objects.len())
+    } else {
+        listing
+            .objects
+            .iter()
+            .try_for_each(|o| writeln!(out, "{}\t{}", o.name, o.size))
+    }
+    .and_then(|()| out.flush());
+    match written {
+        // `dataflux list … | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        other => other.context("writing to stdout")?,
+    }
+    if args.stats {
+        let s = store.stats().snapshot();
+        eprintln!(
+            "listed {} objects in {:.3} s, strategy {:?}, parallelism {}; skipped {} directory markers, {} temporaries",
+            listing.objects.len(),
+            elapsed.as_secs_f64(),
+            listing.strategy,
+            options.parallelism,
+            listing.skipped.directory_markers,
+            listing.skipped.temporary,
+        );
+        eprintln!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where an object goes under `dir`: its name relative to `prefix`, refused if it would
+/// leave `dir` (`..`, absolute paths) or is empty.
+fn target_path(dir: &Path, prefix: &str, name: &str) -> Result<PathBuf> {
+    let relative = name.strip_prefix(prefix).unwrap_or(name);
+    let mut path = dir.to_path_buf();
+    let mut parts = 0;
+    for component in Path::new(relative).components() {
+        match component {
+            Component::Normal(part) => {
+                path.push(part);
+                parts += 1;
+            }
+            Component::CurDir => {}
+            _ => bail!(
+                "object name {name:?} would be written outside {}",
+                dir.display()
+            ),
+        }
+    }
+    if parts == 0 {
+        bail!("object name {name:?} has no file name");
+    }
+    Ok(path)
+}
+
+async fn write_object(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    tokio::fs::write(path, data)
+        .await
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
+    let config = DatasetConfig {
+        fetch: FetchOptions {
+            compose: !args.no_compose,
+            max_composite_bytes: args.max_composite_bytes.max(1),
+            temp_prefix: args.temp_prefix.clone(),
+            concurrency: args.concurrency.max(1),
+            ..Default::default()
+        },
+        concurrency: args.concurrency.max(1),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let dataset = Dataset::open(&args.url, config)
+        .await
+        .with_context(|| format!("listing {}", args.url))?;
+    let listed = start.elapsed();
+    let fetcher = dataset.fetcher().clone();
+    if let Err(e) = fetcher.sweep().await {
+        tracing::warn!(error = %e, "could not sweep this run's temporaries at start");
+    }
+    tokio::fs::create_dir_all(&args.to)
+        .await
+        .with_context(|| format!("creating {}", args.to.display()))?;
+    let (mut ok, mut failed, mut bytes) = (0usize, 0usize, 0u64);
+    let mut stream = Box::pin(dataset.stream(dataset.start())?);
+    while let Some(item) = stream.next().await {
+        let written = match item.data {
+            Ok(data) => match target_path(&args.to, dataset.prefix(), &item.meta.name) {
+                Ok(path) => write_object(&path, &data).await.map(|()| data.len()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        };
+        match written {
+            Ok(n) => {
+                ok += 1;
+                bytes += n as u64;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed: {}: {e:#}", item.meta.name);
+            }
+        }
+    }
+    drop(stream);
+    let swept = fetcher.sweep().await;
+    if let Err(e) = &swept {
+        tracing::warn!(error = %e, "could not sweep this run's temporaries at end");
+    }
+    let elapsed = start.elapsed();
+    if args.stats {
+        let s = dataset.stats();
+        let fetch_requests = s.requests() - s.list;
+        eprintln!(
+            "fetched {ok} objects ({bytes} B) in {:.3} s (listing {:.3} s), {:.1} objects/s, {:.1} MB/s; {failed} failed; composed: {}",
+            elapsed.as_secs_f64(),
+            listed.as_secs_f64(),
+            ok as f64 / elapsed.as_secs_f64().max(1e-9),
+            bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9),
+            fetcher.composing(),
+        );
+        eprintln!(
+            "{s}; {:.3} fetch requests per object",
+            fetch_requests as f64 / dataset.len().max(1) as f64
+        );
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} objects could not be fetched",
+            dataset.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_gc(args: GcArgs) -> Result<ExitCode> {
+    let location = Location::parse(&args.url)?;
+    if !location.prefix.is_empty() {
+        tracing::info!(prefix = %location.prefix, "gc works on the whole bucket: the path is ignored");
+    }
+    let store = location.open().await?;
+    let deleted = cleanup_stale(&store, &args.temp_prefix, args.older_than)
+        .await
+        .with_context(|| format!("cleaning {}{}", store.url(), args.temp_prefix))?;
+    println!("{deleted}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "h", "10", "1w", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn objects_stay_inside_the_target_directory() {
+        let dir = Path::new("/out");
+        assert_eq!(
+            target_path(dir, "imgs/", "imgs/a/b.jpg").unwrap(),
+            PathBuf::from("/out/a/b.jpg")
+        );
+        assert_eq!(
+            target_path(dir, "", "x y.jpg").unwrap(),
+            PathBuf::from("/out/x y.jpg")
+        );
+        assert!(target_path(dir, "imgs/", "imgs/../../etc/passwd").is_err());
+        assert!(target_path(dir, "", "/abs").is_err());
+        assert!(target_path(dir, "imgs/", "imgs/").is_err());
+    }
+}
