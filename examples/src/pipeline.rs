@@ -68,6 +68,8 @@ pub struct JobConfig {
     pub progress: bool,
     /// How long ranks wait for each other at rendezvous points.
     pub rendezvous_timeout: Duration,
+    /// Extra pause after each batch (tests and demos that need a slow job).
+    pub batch_delay: Duration,
 }
 
 impl Default for JobConfig {
@@ -92,6 +94,7 @@ impl Default for JobConfig {
             part_size: 1024,
             progress: true,
             rendezvous_timeout: Duration::from_secs(3600),
+            batch_delay: Duration::ZERO,
         }
     }
 }
@@ -401,7 +404,7 @@ async fn run_shard(
     let items = fetch_stage(&dataset, resume_at, config.batch_size)?;
     let decoding = decode_stage(items, pool, classifier.clone(), threads * 4);
     let (batches, wait_input) = batch_stage(decoding, config.batch_size);
-    let (scored, infer_secs) = infer_stage(batches, classifier, config.top_k);
+    let (scored, infer_secs) = infer_stage(batches, classifier, config.top_k, config.batch_delay);
     let written = write_stage(
         scored,
         out_store.clone(),
@@ -647,6 +650,7 @@ fn infer_stage(
     mut batches: mpsc::Receiver<Vec<Decoded>>,
     classifier: Arc<Classifier>,
     top_k: usize,
+    delay: Duration,
 ) -> (
     mpsc::Receiver<Vec<Scored>>,
     tokio::task::JoinHandle<Result<f64>>,
@@ -662,6 +666,9 @@ fn infer_stage(
                     .await
                     .map_err(|e| anyhow!("inference task: {e}"))??;
             busy += t.elapsed();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if tx.send(scored).await.is_err() {
                 break;
             }

@@ -82,6 +82,9 @@ struct Args {
     /// No progress bar or progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Pause after each batch, in milliseconds (for tests and demos).
+    #[arg(long, default_value_t = 0, hide = true)]
+    batch_delay_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         part_size: args.part_size.max(1),
         progress: !args.quiet,
         rendezvous_timeout: Duration::from_secs(args.rendezvous_timeout_secs),
+        batch_delay: Duration::from_millis(args.batch_delay_ms),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
