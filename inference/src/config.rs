@@ -181,7 +181,10 @@ impl ViTConfig {
                 self.num_attention_heads, self.hidden_size
             )));
         }
-        if self.patch_size == 0 || self.image_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
+        if self.patch_size == 0
+            || self.image_size == 0
+            || !self.image_size.is_multiple_of(self.patch_size)
+        {
             return Err(invalid(format!(
                 "patch_size {} does not divide image_size {}",
                 self.patch_size, self.image_size
