@@ -13,9 +13,9 @@
 //! let topology = Topology::from_env()?;
 //! let rdzv = Rendezvous::open_from_env("gs://my-bucket/out", &topology).await?;
 //! let comm = Communicator::new(&topology, &rdzv).await?;
-//! let mut counts = comm.stream().clone_htod(&[42u64])
-//!     .map_err(|e| dataflux_distributed::Error::Device { operation: "copy", rank: 0, message: e.to_string() })?;
-//! comm.all_reduce_in_place(&mut counts, &ReduceOp::Sum)?;
+//! let mut images_done = comm.to_device(&[42u64])?;
+//! comm.all_reduce_in_place(&mut images_done, &ReduceOp::Sum)?;
+//! let total = comm.to_host(&images_done)?[0]; // images done by the whole job
 //! comm.barrier()?;
 //! # Ok(()) }
 //! ```
@@ -141,6 +141,24 @@ impl Communicator {
     /// The stream collectives run on (allocate and copy buffers with it).
     pub fn stream(&self) -> Arc<CudaStream> {
         self.comm.stream()
+    }
+
+    /// Copies `data` to a new buffer on this rank's GPU.
+    pub fn to_device<T: cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>> {
+        self.stream().clone_htod(data).map_err(|e| Error::Device {
+            operation: "cuMemcpyHtoD",
+            rank: self.rank,
+            message: e.to_string(),
+        })
+    }
+
+    /// Waits for the stream, then copies `buffer` back to the host.
+    pub fn to_host<T: cudarc::driver::DeviceRepr>(&self, buffer: &CudaSlice<T>) -> Result<Vec<T>> {
+        self.stream().clone_dtoh(buffer).map_err(|e| Error::Device {
+            operation: "cuMemcpyDtoH",
+            rank: self.rank,
+            message: e.to_string(),
+        })
     }
 
     /// Reduces `send` from every rank into `recv` on every rank.
@@ -276,12 +294,11 @@ mod tests {
             Err(other) => panic!("unexpected error: {other}"),
             Ok(comm) => {
                 assert!(cuda && nccl);
-                let stream = comm.stream();
-                let mut data = stream.clone_htod(&[3.0f32, 4.0]).unwrap();
+                let mut data = comm.to_device(&[3.0f32, 4.0]).unwrap();
                 comm.all_reduce_in_place(&mut data, &ReduceOp::Sum).unwrap();
                 comm.broadcast(&mut data, 0).unwrap();
                 comm.barrier().unwrap();
-                assert_eq!(stream.clone_dtoh(&data).unwrap(), vec![3.0, 4.0]);
+                assert_eq!(comm.to_host(&data).unwrap(), vec![3.0, 4.0]);
             }
         }
     }

@@ -322,12 +322,14 @@ fn from_indexed_job(
     let local_rank = match local_rank {
         Some(l) => l,
         None if nproc == 1 => 0,
-        None => return Err(Error::MissingVariable {
-            variable: LOCAL_RANK,
-            because: format!(
+        None => {
+            return Err(Error::MissingVariable {
+                variable: LOCAL_RANK,
+                because: format!(
                 "DATAFLUX_NPROC_PER_NODE={nproc} (start one process per GPU with dataflux-launch)"
             ),
-        }),
+            })
+        }
     };
     check_below(LOCAL_RANK, local_rank, DATAFLUX_NPROC_PER_NODE, nproc)?;
     let world = nnodes.checked_mul(nproc).ok_or(Error::Inconsistent {
