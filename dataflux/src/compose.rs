@@ -208,17 +208,26 @@ impl Fetcher {
 
     async fn fetch_composed(&self, group: &[ObjectMeta]) -> Result<Vec<Result<Bytes>>> {
         let name = self.composite_name();
-        let guard = TempObject::new(self.store.clone(), name.clone(), self.live.clone());
-        let composed = self.store.compose(group, &name).await;
-        let downloaded = match composed {
-            Ok(_) => self.store.get(&name, None).await,
-            Err(e) => Err(e),
-        };
-        // Delete before looking at the result: nothing is left behind whatever happened.
-        if let Err(e) = guard.delete().await {
-            tracing::warn!(error = %e, object = %name, "could not delete a composite now; the end-of-run sweep will");
-        }
-        let data = downloaded?;
+        // Compose, download and delete run in their own task: if the caller is dropped (a
+        // stream dropped half way), a compose request already sent may still complete on the
+        // server after a drop guard's delete; the task sees it through and deletes after it.
+        let (store, live, sources) = (self.store.clone(), self.live.clone(), group.to_vec());
+        let task_name = name.clone();
+        let task = tokio::spawn(async move {
+            let name = task_name;
+            let guard = TempObject::new(store.clone(), name.clone(), live);
+            let composed = store.compose(&sources, &name).await;
+            let downloaded = match composed {
+                Ok(_) => store.get(&name, None).await,
+                Err(e) => Err(e),
+            };
+            // Delete before looking at the result: nothing is left behind whatever happened.
+            if let Err(e) = guard.delete().await {
+                tracing::warn!(error = %e, object = %name, "could not delete a composite now; the end-of-run sweep will");
+            }
+            downloaded
+        });
+        let data = task.await.map_err(|e| Error::Task(e.to_string()))??;
         let expected: u64 = group.iter().map(|m| m.size).sum();
         if data.len() as u64 != expected {
             return Err(Error::Integrity {

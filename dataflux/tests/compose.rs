@@ -438,3 +438,286 @@ async fn stats_print_requests_by_kind() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Edge sizes, compose-limit boundaries, temporary-object hygiene under failure and
+// cancellation, and shard partitions on a dataset.
+
+/// Writes `bodies` under `imgs/NNNN.bin` and returns a dataset over them.
+async fn dataset_of(store: &Arc<dyn Store>, bodies: &[Vec<u8>], fetch: FetchOptions) -> Dataset {
+    futures::future::try_join_all(bodies.iter().enumerate().map(|(i, b)| {
+        let store = store.clone();
+        let body = Bytes::from(b.clone());
+        async move {
+            store
+                .put(&format!("imgs/{i:04}.bin"), body, PutMode::Overwrite)
+                .await
+        }
+    }))
+    .await
+    .expect("put");
+    dataset(store.clone(), fetch).await
+}
+
+fn body(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+}
+
+#[tokio::test]
+async fn zero_byte_objects_come_back_through_every_path() {
+    let Some(store) = gcs_store("compose-empty").await else {
+        return;
+    };
+    // Empty objects among others, and a group made only of empty objects.
+    let mut bodies: Vec<Vec<u8>> = (0..10)
+        .map(|i| if i % 3 == 0 { Vec::new() } else { body(i, 50) })
+        .collect();
+    bodies.extend((0..5).map(|_| Vec::new()));
+    let n = bodies.len();
+    for compose in [true, false] {
+        for max_objects in [32, 5] {
+            let fetch = FetchOptions {
+                compose,
+                max_objects_per_compose: max_objects,
+                ..Default::default()
+            };
+            let ds = dataset_of(&store, &bodies, fetch).await;
+            let got = ds
+                .get_many(&(0..n).collect::<Vec<_>>())
+                .await
+                .expect("get_many");
+            for (i, r) in got.iter().enumerate() {
+                assert_eq!(
+                    r.as_ref().expect("ok")[..],
+                    bodies[i][..],
+                    "object {i}, compose {compose}, groups of {max_objects}"
+                );
+            }
+            assert_eq!(ds.stats().fallbacks, 0, "no group needed a fallback");
+            let streamed: Vec<Vec<u8>> = ds
+                .stream(ds.start())
+                .expect("stream")
+                .map(|item| item.data.expect("ok").to_vec())
+                .collect()
+                .await;
+            assert_eq!(streamed, bodies);
+            assert_eq!(ds.get(0).await.expect("get").len(), 0);
+        }
+    }
+    assert_eq!(temporaries(&store).await, 0);
+}
+
+#[tokio::test]
+async fn exactly_32_objects_take_one_compose_and_33_take_two() {
+    let Some(store) = gcs_store("compose-32").await else {
+        return;
+    };
+    let bodies: Vec<Vec<u8>> = (0..33).map(|i| body(i, 100 + i)).collect();
+    let ds = dataset_of(&store, &bodies, FetchOptions::default()).await;
+    for (n, groups) in [(32usize, 1usize), (33, 2)] {
+        let before = store.stats().snapshot();
+        let got = ds
+            .get_many(&(0..n).collect::<Vec<_>>())
+            .await
+            .expect("get_many");
+        let s = store.stats().snapshot().since(&before);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.as_ref().expect("ok")[..], bodies[i][..], "object {i}");
+        }
+        // 33 = 32 + 1: the lone last object is a plain GET, not a composite of one.
+        let gets = if n == 32 { 1 } else { 2 };
+        assert_eq!(
+            (s.compose, s.get, s.delete, s.fallbacks),
+            (1, gets, 1, 0),
+            "{n} objects: {s}"
+        );
+        assert_eq!(ds.fetcher().plan(&ds.objects()[..n]).len(), groups);
+    }
+    // Groups of exactly 32 sources compose on the server (the GCS limit, not above it).
+    let two_groups = FetchOptions {
+        max_objects_per_compose: 32,
+        ..Default::default()
+    };
+    let ds = dataset_of(
+        &store,
+        &(0..64).map(|i| body(i, 10)).collect::<Vec<_>>(),
+        two_groups,
+    )
+    .await;
+    let before = store.stats().snapshot();
+    let got = ds
+        .get_many(&(0..64).collect::<Vec<_>>())
+        .await
+        .expect("get_many");
+    assert!(got.iter().all(|r| r.is_ok()));
+    let s = store.stats().snapshot().since(&before);
+    assert_eq!((s.compose, s.get, s.fallbacks), (2, 2, 0), "{s}");
+    assert_eq!(temporaries(&store).await, 0);
+}
+
+/// A store that composes on the emulator but fails every read of a temporary object: a
+/// failure between compose and download.
+#[derive(Debug)]
+struct FailsTemporaryReads {
+    inner: Arc<dyn Store>,
+    failed: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for FailsTemporaryReads {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn stats(&self) -> &Stats {
+        self.inner.stats()
+    }
+    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
+        self.inner.list_page(req).await
+    }
+    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
+        if name.starts_with("dataflux-tmp/") {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::Request {
+                operation: Operation::Get,
+                location: self.object_url(name),
+                status: Some(503),
+                transient: true,
+                message: "injected failure".into(),
+            });
+        }
+        self.inner.get(name, range).await
+    }
+    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
+        self.inner.head(name).await
+    }
+    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
+        self.inner.put(name, data, mode).await
+    }
+    async fn delete(&self, name: &str) -> dataflux::Result<()> {
+        self.inner.delete(name).await
+    }
+    async fn compose(&self, sources: &[ObjectMeta], dest: &str) -> dataflux::Result<ObjectMeta> {
+        self.inner.compose(sources, dest).await
+    }
+}
+
+#[tokio::test]
+async fn a_failure_between_compose_and_download_leaves_nothing_behind() {
+    let Some(inner) = gcs_store("compose-fail-get").await else {
+        return;
+    };
+    let bodies: Vec<Vec<u8>> = (0..70).map(|i| body(i, 20 + i % 9)).collect();
+    let store = Arc::new(FailsTemporaryReads {
+        inner: inner.clone(),
+        failed: AtomicUsize::new(0),
+    });
+    let as_store: Arc<dyn Store> = store.clone();
+    let ds = dataset_of(&as_store, &bodies, FetchOptions::default()).await;
+    let got = ds
+        .get_many(&(0..70).collect::<Vec<_>>())
+        .await
+        .expect("get_many");
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            r.as_ref().expect("fallback")[..],
+            bodies[i][..],
+            "object {i}"
+        );
+    }
+    let s = ds.stats();
+    assert_eq!(
+        store.failed.load(Ordering::SeqCst),
+        3,
+        "3 composites, each read once"
+    );
+    assert_eq!((s.compose, s.fallbacks), (3, 3), "{s}");
+    // The composites existed (compose succeeded) and were deleted anyway.
+    assert_eq!(s.delete, 3, "{s}");
+    assert_eq!(ds.fetcher().live_temporaries(), 0);
+    assert_eq!(
+        temporaries(&inner).await,
+        0,
+        "nothing left under the temp prefix"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_dropped_half_way_leaves_no_temporaries() {
+    let Some(store) = gcs_store("compose-drop").await else {
+        return;
+    };
+    let bodies: Vec<Vec<u8>> = (0..400).map(|i| body(i, 200)).collect();
+    let fetch = FetchOptions {
+        max_objects_per_compose: 8,
+        ..Default::default()
+    };
+    let ds = dataset_of(&store, &bodies, fetch).await;
+    for take in [1, 5, 37] {
+        let mut stream = Box::pin(ds.stream(ds.start()).expect("stream"));
+        for i in 0..take {
+            let item = stream.next().await.expect("item");
+            assert_eq!(item.data.expect("ok")[..], bodies[i][..]);
+        }
+        // Dropped with up to 16 composed groups in flight.
+        drop(stream);
+        let mut left = usize::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = temporaries(&store).await;
+            if left == 0 && ds.fetcher().live_temporaries() == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            left, 0,
+            "temporaries left after dropping the stream at {take}"
+        );
+        assert_eq!(ds.fetcher().live_temporaries(), 0);
+    }
+}
+
+mod shard_prop {
+    use super::*;
+    use dataflux::shard::ShardMode;
+    use dataflux::{Listing, Skipped, Strategy};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn dataset_shards_are_complete_and_disjoint(len in 0usize..300, strided in any::<bool>()) {
+            let objects: Vec<ObjectMeta> = (0..len)
+                .map(|i| ObjectMeta::new(format!("imgs/{i:05}"), i as u64))
+                .collect();
+            let listing = Listing {
+                prefix: "imgs/".into(),
+                objects: objects.clone(),
+                skipped: Skipped::default(),
+                strategy: Strategy::Sequential,
+            };
+            let ds = Dataset::from_listing(paged_memory_store(), listing, DatasetConfig::default());
+            let mode = if strided { ShardMode::Strided } else { ShardMode::Contiguous };
+            for world in 1..=17usize {
+                let mut union: Vec<ObjectMeta> = Vec::with_capacity(len);
+                let mut sizes = Vec::with_capacity(world);
+                for rank in 0..world {
+                    let spec = ShardSpec { rank, world_size: world, mode, pad: false };
+                    let shard = ds.shard(spec).expect("shard");
+                    // Each shard is in listing order.
+                    prop_assert!(shard.objects().windows(2).all(|w| w[0].name < w[1].name));
+                    sizes.push(shard.len());
+                    union.extend(shard.objects().iter().cloned());
+                }
+                prop_assert_eq!(union.len(), len, "disjoint: no object twice (world {})", world);
+                union.sort_by(|a, b| a.name.cmp(&b.name));
+                prop_assert_eq!(&union, &objects, "complete (world {})", world);
+                let (min, max) = (sizes.iter().min().copied().unwrap_or(0), sizes.iter().max().copied().unwrap_or(0));
+                prop_assert!(max - min <= 1, "balanced (world {})", world);
+                prop_assert!(ds.shard(ShardSpec::new(world, world)).is_err());
+            }
+        }
+    }
+}

@@ -194,3 +194,300 @@ mod prop {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Parallel equals sequential, exactly: page boundaries, sizes, prefixes, parallelism.
+
+const PARALLELISMS: [usize; 4] = [1, 2, 7, 32];
+
+/// Names that spread over the name space unevenly, as real datasets do: numbered files
+/// in a few sub-folders, some with a long shared stem.
+fn dataset_names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => format!("{prefix}{:012}.jpg", i * 7919 % 1_000_003),
+            1 => format!("{prefix}train/{:06}.png", i),
+            2 => format!("{prefix}val/class_{}/img-{i}.jpg", i % 13),
+            _ => format!("{prefix}zz/{i:x}"),
+        })
+        .collect()
+}
+
+/// Lists `prefix` sequentially and with every parallelism (raced and not): each listing
+/// must equal `expected` exactly — same names, same sizes, same order.
+async fn parallel_equals_sequential(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    expected: &[String],
+    parallelisms: &[usize],
+) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    let sequential = list(
+        store,
+        prefix,
+        &ListOptions {
+            parallelism: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("sequential list");
+    let names: Vec<&str> = sequential.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, expected, "sequential listing of {prefix:?}");
+    for &parallelism in parallelisms {
+        for race in [false, true] {
+            if race && parallelism != 32 {
+                continue;
+            }
+            let options = ListOptions {
+                parallelism,
+                race_sequential: race,
+                ..Default::default()
+            };
+            let listing = list(store, prefix, &options).await.expect("list");
+            assert!(
+                listing.objects == sequential.objects,
+                "{} objects under {prefix:?}: parallelism {parallelism} (race {race}) listed {} objects, {} expected; first difference at {:?}",
+                expected.len(),
+                listing.objects.len(),
+                sequential.objects.len(),
+                listing
+                    .objects
+                    .iter()
+                    .zip(sequential.objects.iter())
+                    .position(|(a, b)| a != b)
+            );
+            if store.capabilities().remote && parallelism > 1 && !race {
+                assert_eq!(listing.strategy, Strategy::Parallel);
+            }
+        }
+    }
+}
+
+/// Uploads with bounded concurrency (the emulator slows under thousands at once).
+async fn put_bounded(store: &Arc<dyn Store>, names: &[String]) {
+    use futures::StreamExt;
+    let puts = names.iter().map(|n| {
+        let store = store.clone();
+        let body = bytes::Bytes::from(vec![b'x'; n.len() % 7]);
+        async move { store.put(n, body, dataflux::PutMode::Overwrite).await }
+    });
+    let results: Vec<_> = futures::stream::iter(puts)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r.expect("put");
+    }
+}
+
+#[tokio::test]
+async fn page_boundary_sizes_on_emulator_with_and_without_prefix() {
+    // 0, 1, 1001, then 1000 and 999 by deleting: each listed under `q/` and with no prefix.
+    let Some(store) = gcs_store("list-sizes").await else {
+        return;
+    };
+    parallel_equals_sequential(&store, "", &[], &PARALLELISMS).await;
+    parallel_equals_sequential(&store, "q/", &[], &PARALLELISMS).await;
+    let mut names = dataset_names("q/", 1001);
+    put_bounded(&store, &names[..1]).await;
+    parallel_equals_sequential(&store, "q/", &names[..1], &PARALLELISMS).await;
+    parallel_equals_sequential(&store, "", &names[..1], &PARALLELISMS).await;
+    put_bounded(&store, &names[1..]).await;
+    for n in [1001, 1000, 999] {
+        if n < names.len() {
+            store.delete(&names[n]).await.expect("delete");
+            names.truncate(n);
+        }
+        parallel_equals_sequential(&store, "q/", &names, &PARALLELISMS).await;
+        parallel_equals_sequential(&store, "", &names, &PARALLELISMS).await;
+    }
+}
+
+#[tokio::test]
+async fn five_thousand_on_emulator_with_and_without_prefix() {
+    let Some(store) = gcs_store("list-5000").await else {
+        return;
+    };
+    let names = dataset_names("data/", 5000);
+    // Around the prefix: a directory marker, a name equal to the prefix without its slash,
+    // a sibling folder that shares the prefix's characters.
+    let outside = ["data", "data2/x.jpg", "dat/a.jpg", "zzz"].map(String::from);
+    let started = std::time::Instant::now();
+    put_bounded(&store, &names).await;
+    put_bounded(&store, &outside).await;
+    put_bounded(&store, &["data/".to_string()]).await;
+    eprintln!("uploaded 5,005 objects in {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    parallel_equals_sequential(&store, "data/", &names, &PARALLELISMS).await;
+    let mut everything = names.clone();
+    everything.extend(outside.iter().cloned());
+    parallel_equals_sequential(&store, "", &everything, &[2, 32]).await;
+    eprintln!("listed in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn fifty_thousand_on_paged_memory_and_local() {
+    let names = dataset_names("big/", 50_000);
+    let memory = paged_memory_store();
+    put_bounded(&memory, &names).await;
+    put_bounded(&memory, &["big.jpg".to_string(), "bigger/x".to_string()]).await;
+    parallel_equals_sequential(&memory, "big/", &names, &PARALLELISMS).await;
+
+    // A local directory is one walk whatever the parallelism (no round trips to overlap).
+    let (local, _dir) = local_store().await;
+    let dir = _dir.path().to_path_buf();
+    let files = names.clone();
+    tokio::task::spawn_blocking(move || {
+        for n in &files {
+            let path = dir.join(n);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, vec![b'x'; n.len() % 7]).expect("write");
+        }
+    })
+    .await
+    .expect("join");
+    parallel_equals_sequential(&local, "big/", &names, &[1, 32]).await;
+    parallel_equals_sequential(&local, "", &names, &[7]).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Adversarial names.
+
+/// Names that break naive split points and naive offset handling.
+fn adversarial_names() -> Vec<String> {
+    let long_stem = "s".repeat(198);
+    let mut names: Vec<String> = [
+        "data/plain.jpg",
+        "data/with space.jpg",
+        "data/ leading space",
+        "data/trailing space ",
+        "data/tilde~",
+        "data/~",
+        "data/~~~",
+        "data/100%",
+        "data/%2F",
+        "data/%",
+        "data/a+b",
+        "data/a#b",
+        "data/a?b",
+        "data/a&b=c",
+        "data/é",
+        "data/éé",
+        "data/e\u{301}", // e + combining accent: another byte sequence than é
+        "data/日本語/画像.png",
+        "data/emoji-😀.jpg",
+        "data/\u{7f}del",
+        "data/\u{80}",
+        "data/\u{ff}",
+        "data/\u{100}",
+        "data/\u{ffff}",
+        "data/\u{10ffff}",
+        "data/Z",
+        "data/a",
+        "data/a0",
+        "data/a00",
+        "data/ab",
+        "data/a-",
+        "data/a.",
+        "data/a/b",
+        "data/a/b/c",
+        "data/0",
+        "data/00",
+        "data/000",
+        "data/!",
+        "data/-",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Names of 1,000 bytes and more (GCS allows 1,024), in folders of < 255 bytes so that
+    // local file systems take them too.
+    for tail in ["a", "b", "é", "~", "zz"] {
+        let name = format!("data/{}/{tail}", [long_stem.as_str(); 5].join("/"));
+        assert!((1000..=1024).contains(&name.len()));
+        names.push(name);
+    }
+    // Long shared prefixes that differ only at the end, and by a byte above 0x7f.
+    let shared = format!("data/{}", "p".repeat(200));
+    for tail in ["", "0", "1", "9", "a", "z", "~", "é", "ÿ", "€", "😀"] {
+        names.push(format!("{shared}/x{tail}"));
+    }
+    for i in 0..60 {
+        names.push(format!("{shared}/n{i:03}"));
+    }
+    names
+}
+
+async fn check_adversarial(store: Arc<dyn Store>) {
+    let gcs = store.url().starts_with("gs://");
+    let mut names = adversarial_names();
+    // `object_store` paths refuse control characters (U+007F, U+0080); GCS takes them.
+    names.retain(|n| gcs || !n.chars().any(char::is_control));
+    put_bounded(&store, &names).await;
+    // Outside `data/`: the prefix without its slash, a sibling; and on GCS an object named
+    // exactly like the prefix (a directory marker).
+    let mut around = vec!["data".to_string(), "data0/x".to_string(), "dat".to_string()];
+    if gcs {
+        around.push("data/".to_string());
+        around.push("data/a/".to_string());
+    }
+    put_bounded(&store, &around).await;
+    let mut expected = names.clone();
+    expected.sort();
+    for page_size in [1, 3, 1000] {
+        for parallelism in [1, 2, 7, 32] {
+            let options = ListOptions {
+                parallelism,
+                page_size,
+                race_sequential: false,
+                ..Default::default()
+            };
+            let listing = list(&store, "data/", &options).await.expect("list");
+            let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+            assert_eq!(
+                got,
+                expected,
+                "{} page {page_size} parallelism {parallelism}",
+                store.url()
+            );
+            assert_eq!(
+                listing.skipped.directory_markers,
+                if gcs { 2 } else { 0 },
+                "`data/` and `data/a/` are directory markers"
+            );
+        }
+    }
+    // Without a prefix, `data` and the siblings come back too, markers never.
+    let listing = list(
+        &store,
+        "",
+        &ListOptions {
+            parallelism: 7,
+            page_size: 5,
+            race_sequential: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    let mut all = expected.clone();
+    all.extend(around.iter().filter(|n| !n.ends_with('/')).cloned());
+    all.sort();
+    let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(got, all, "{} without prefix", store.url());
+}
+
+#[tokio::test]
+async fn adversarial_names_on_emulator() {
+    let Some(store) = gcs_store("list-adv").await else {
+        return;
+    };
+    check_adversarial(store).await;
+}
+
+#[tokio::test]
+async fn adversarial_names_on_paged_memory() {
+    check_adversarial(paged_memory_store()).await;
+}

@@ -205,8 +205,10 @@ impl Store for GcsStore {
             // startOffset is inclusive: the name equal to `after` comes back and is dropped.
             start_offset: req.after.map(str::to_string),
             end_offset: req.upto.and_then(exclusive_end_after),
-            // Always sent: the emulator returns everything in one page without it.
-            max_results: Some(max as i32),
+            // Always sent: the emulator returns everything in one page without it. One more
+            // when resuming: the inclusive start name comes back and is dropped, and a page
+            // of only that name would end the listing early.
+            max_results: Some((max + usize::from(req.after.is_some())).min(MAX_PAGE) as i32),
             ..Default::default()
         };
         let response = self
