@@ -60,21 +60,15 @@ pub enum PreprocessMode {
     /// Bit-for-bit PIL's algorithm (within decoder rounding: ≤ 2/255 per value in our tests).
     #[default]
     Exact,
-    /// Faster and slightly different; what PIL's `Image.draft()` + `reducing_gap` do.
-    ///
-    /// - 8-bit RGB and grey JPEGs are decoded at a reduced size in the DCT domain (scale 1/2,
-    ///   1/4 or 1/8, the smallest that keeps both sides at least the output size; the
-    ///   `jpeg-decoder` crate does the scaled IDCT), then resized with the configured filter.
-    ///   A 640x480 photo is decoded at 320x240 for a 224x224 output.
-    /// - Other images are decoded exactly; when both sides are at least twice the output they
-    ///   are first shrunk by an integer factor with a box filter (PIL's `reduce`), so that the
-    ///   result stays at least twice the output size.
-    ///
-    /// Deviation from [`PreprocessMode::Exact`] (the `fast_mode_is_close` test prints it): on a
-    /// photo-like 1280x960 JPEG the mean absolute difference is 0.44/255 (max 15/255 at sharp
-    /// edges). Content with detail near the pixel pitch (fine stripes, text) deviates more
-    /// (7/255 mean on 3-pixel stripes), because the scaled IDCT aliases differently from a
-    /// full-resolution antialiased resize. Use it when throughput matters more than parity.
+    /// Faster and slightly different: when both sides of the decoded image are at least twice
+    /// the output size, it is first shrunk by an integer factor with a box filter (PIL's
+    /// `reduce`, as `reducing_gap=2.0` does), keeping it at least twice the output size, then
+    /// resized with the configured filter. On a photo-like 1280x960 JPEG the mean absolute
+    /// difference from [`PreprocessMode::Exact`] is 0.22/255, at most 3/255 (the `fast_mode_is_close`
+    /// test prints it). It saves resize time on large images only: a 640x480 image is below
+    /// the 2x threshold for a 224 output and takes the exact path. JPEG decoding, which
+    /// dominates, is unchanged (a DCT-domain downscale with the `jpeg-decoder` crate was tried
+    /// and was slower than zune-jpeg's full decode).
     Fast,
 }
 
@@ -160,13 +154,7 @@ impl Preprocessor {
     pub fn preprocess(&self, bytes: &[u8]) -> Result<PreparedImage, PreprocessError> {
         let rgb = match self.mode {
             PreprocessMode::Exact => decode_rgb8(bytes, &self.limits)?,
-            PreprocessMode::Fast => {
-                let target = (self.config.width, self.config.height);
-                match decode_jpeg_scaled(bytes, &self.limits, target)? {
-                    Some(rgb) => rgb,
-                    None => decode_rgb8(bytes, &self.limits)?,
-                }
-            }
+            PreprocessMode::Fast => decode_rgb8(bytes, &self.limits)?,
         };
         self.prepare_rgb8(&rgb)
     }
@@ -355,69 +343,6 @@ pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prep
         e => map_image_error(e, limits),
     })?;
     Ok(image.into_rgb8())
-}
-
-/// Decodes an 8-bit RGB or grey JPEG at the smallest DCT scale (1, 1/2, 1/4, 1/8) whose size is
-/// at least `target` on both sides. `Ok(None)` when the bytes are not such a JPEG (the caller
-/// then decodes exactly).
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    limits: &DecodeLimits,
-    target: (u32, u32),
-) -> Result<Option<RgbImage>, PreprocessError> {
-    if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) {
-        return Ok(None);
-    }
-    if !bytes.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
-        return Err(PreprocessError::Decode {
-            reason: "truncated JPEG: no end-of-image marker".into(),
-        });
-    }
-    let decode_err = |e: jpeg_decoder::Error| PreprocessError::Decode {
-        reason: e.to_string(),
-    };
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
-    );
-    decoder.read_info().map_err(decode_err)?;
-    let Some(info) = decoder.info() else {
-        return Ok(None);
-    };
-    let (width, height) = (info.width as u32, info.height as u32);
-    if width > limits.max_width
-        || height > limits.max_height
-        || width as u64 * height as u64 > limits.max_pixels
-    {
-        return Err(PreprocessError::TooLarge { width, height });
-    }
-    let grey = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => false,
-        jpeg_decoder::PixelFormat::L8 => true,
-        _ => return Ok(None),
-    };
-    let denominator = [8u32, 4, 2]
-        .into_iter()
-        .find(|&k| width.div_ceil(k) >= target.0 && height.div_ceil(k) >= target.1)
-        .unwrap_or(1);
-    let (w, h) = if denominator > 1 {
-        let (w, h) = decoder
-            .scale(
-                width.div_ceil(denominator) as u16,
-                height.div_ceil(denominator) as u16,
-            )
-            .map_err(decode_err)?;
-        (w as u32, h as u32)
-    } else {
-        (width, height)
-    };
-    let pixels = decoder.decode().map_err(decode_err)?;
-    let rgb = if grey {
-        pixels.iter().flat_map(|&v| [v, v, v]).collect()
-    } else {
-        pixels
-    };
-    Ok(RgbImage::from_raw(w, h, rgb))
 }
 
 fn map_image_error(e: ImageError, limits: &DecodeLimits) -> PreprocessError {

@@ -1,0 +1,177 @@
+//! Preprocessing throughput per core: our exact and fast modes against the GKE tutorial's
+//! PIL + torchvision pipeline, measured in the same run on the same synthetic JPEGs.
+//!
+//! `cargo run --release -p dataflux-benches --bin preprocess -- [--images 200] [--python python3]`
+//!
+//! The baseline runs `benches/python/preprocess_baseline.py` when `python3 -c 'import torch,
+//! torchvision'` works; otherwise the reference numbers of REFERENCE.md are printed, labelled.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use dataflux_inference::{
+    preprocess::decode_rgb8, DecodeLimits, PreprocessMode, Preprocessor, PreprocessorConfig,
+};
+
+/// Reference numbers from REFERENCE.md (PIL + torchvision on one core of this machine kind).
+const REFERENCE_TUTORIAL_PER_S: f64 = 295.0;
+const REFERENCE_DECODE_PER_S: f64 = 700.0;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Number of synthetic 640x480 JPEGs.
+    #[arg(long, default_value_t = 200)]
+    images: usize,
+    /// Best of this many passes.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Python interpreter with torch, torchvision and pillow.
+    #[arg(long, env = "PYTHON", default_value = "python3")]
+    python: String,
+}
+
+/// A deterministic photo-like 640x480 image (smooth gradients, edges, texture, noise), JPEG q=90.
+fn synthetic_jpeg(seed: u32) -> Result<Vec<u8>> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 25) as i32 - 12
+    };
+    let (w, h) = (640u32, 480u32);
+    let cx = 100 + (seed * 37) % 440;
+    let cy = 80 + (seed * 53) % 320;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let dx = x as i32 - cx as i32;
+        let dy = y as i32 - cy as i32;
+        let inside = dx * dx + dy * dy < 90 * 90;
+        let base = if inside {
+            [200, 60 + (seed % 100) as i32, 40]
+        } else {
+            [
+                (x * 255 / w) as i32,
+                (y * 255 / h) as i32,
+                128 + (((x + seed) as f32 / 9.0).sin() * ((y as f32) / 13.0).cos() * 100.0) as i32,
+            ]
+        };
+        let n = noise();
+        image::Rgb(base.map(|v| (v + n).clamp(0, 255) as u8))
+    });
+    let mut out = Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img)?;
+    Ok(out.into_inner())
+}
+
+fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = 0f64;
+    for _ in 0..repeat {
+        let start = Instant::now();
+        f()?;
+        best = best.max(n as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn python_baseline(python: &str, dir: &Path) -> Option<(f64, f64, String)> {
+    let ok = Command::new(python)
+        .args(["-c", "import torch, torchvision"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preprocess_baseline.py");
+    let out = Command::new(python).arg(script).arg(dir).output().ok()?;
+    if !out.status.success() {
+        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        v["tutorial_images_per_s"].as_f64()?,
+        v["decode_images_per_s"].as_f64()?,
+        format!("torch {}, pillow {}", v["torch"], v["pillow"]),
+    ))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir =
+        std::env::temp_dir().join(format!("dataflux-preprocess-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut blobs = Vec::new();
+    for i in 0..args.images as u32 {
+        let b = synthetic_jpeg(i)?;
+        let path: PathBuf = dir.join(format!("{i:05}.jpg"));
+        std::fs::write(&path, &b).with_context(|| format!("writing {}", path.display()))?;
+        blobs.push(b);
+    }
+    let mean_kb = blobs.iter().map(Vec::len).sum::<usize>() as f64 / blobs.len() as f64 / 1024.0;
+    println!(
+        "{} synthetic 640x480 JPEGs (q=90, mean {mean_kb:.0} KiB), one thread, best of {}",
+        blobs.len(),
+        args.repeat
+    );
+
+    let exact = Preprocessor::new(PreprocessorConfig::square(224));
+    let fast = exact.clone().with_mode(PreprocessMode::Fast);
+    let limits = DecodeLimits::default();
+    let n = blobs.len();
+    let decode = best_rate(args.repeat, n, || {
+        for b in &blobs {
+            decode_rgb8(b, &limits)?;
+        }
+        Ok(())
+    })?;
+    let exact_rate = best_rate(args.repeat, n, || {
+        for b in &blobs {
+            exact.preprocess(b)?;
+        }
+        Ok(())
+    })?;
+    let fast_rate = best_rate(args.repeat, n, || {
+        for b in &blobs {
+            fast.preprocess(b)?;
+        }
+        Ok(())
+    })?;
+
+    let (base, base_decode, label) = match python_baseline(&args.python, &dir) {
+        Some((t, d, versions)) => (t, d, format!("measured now ({versions})")),
+        None => {
+            println!(
+                "PIL/torchvision baseline unavailable ({} cannot import torch, torchvision)",
+                args.python
+            );
+            (
+                REFERENCE_TUTORIAL_PER_S,
+                REFERENCE_DECODE_PER_S,
+                "REFERENCE.md numbers, NOT measured in this run".to_string(),
+            )
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("baseline: {label}");
+    println!("  PIL+torchvision tutorial  {base:8.1} images/s");
+    println!("  PIL decode only           {base_decode:8.1} images/s");
+    println!("ours:");
+    println!(
+        "  decode only               {decode:8.1} images/s  ({:.2}x PIL decode)",
+        decode / base_decode
+    );
+    println!(
+        "  exact mode                {exact_rate:8.1} images/s  ({:.2}x tutorial, target 1.5x)",
+        exact_rate / base
+    );
+    println!(
+        "  fast mode                 {fast_rate:8.1} images/s  ({:.2}x tutorial, target 3x)",
+        fast_rate / base
+    );
+    Ok(())
+}

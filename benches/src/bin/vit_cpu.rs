@@ -1,0 +1,114 @@
+//! ViT-B/16 f32 CPU throughput against PyTorch eager at the same thread count, measured in the
+//! same run.
+//!
+//! `RAYON_NUM_THREADS=2 cargo run --release -p dataflux-benches --bin vit_cpu -- [--threads 2] [--batch 8]`
+//!
+//! The baseline runs `benches/python/vit_cpu_baseline.py` when `python3 -c 'import torch,
+//! torchvision'` works; otherwise the reference number of REFERENCE.md is printed, labelled.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+use dataflux_inference::vit::ViTForImageClassification;
+use dataflux_inference::{Classifier, PreprocessorConfig, ViTConfig};
+
+/// REFERENCE.md: PyTorch 2.15 CPU, 2 threads, ViT-B/16 f32 batch 8.
+const REFERENCE_TORCH_PER_S: f64 = 4.5;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Threads for both candle (rayon) and PyTorch.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed passes (best is reported) after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Python interpreter with torch and transformers.
+    #[arg(long, env = "PYTHON", default_value = "python3")]
+    python: String,
+}
+
+fn python_baseline(args: &Args) -> Option<(f64, String)> {
+    let ok = Command::new(&args.python)
+        .args(["-c", "import torch, torchvision, transformers"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/vit_cpu_baseline.py");
+    let out = Command::new(&args.python)
+        .arg(script)
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--iters", &args.iters.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["images_per_s"].as_f64()?, format!("torch {}", v["torch"])))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("configuring rayon's global pool")?;
+    let dev = Device::Cpu;
+    let cfg = ViTConfig::vit_base_patch16_224(1000);
+    let mut tensors = std::collections::HashMap::new();
+    for (name, shape) in ViTForImageClassification::weight_shapes(&cfg, 1000) {
+        tensors.insert(name, Tensor::randn(0f32, 0.02, shape, &dev)?);
+    }
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let classifier = Classifier::from_parts(
+        cfg,
+        PreprocessorConfig::square(224),
+        vb,
+        Path::new("random"),
+    )?;
+    let pixels = Tensor::randn(0f32, 1.0, (args.batch, 3, 224, 224), &dev)?;
+    classifier.logits(&pixels)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        classifier.logits(&pixels)?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let ours = args.batch as f64 / best;
+    let (base, label) = match python_baseline(&args) {
+        Some((rate, versions)) => (rate, format!("measured now ({versions})")),
+        None => {
+            println!(
+                "PyTorch baseline unavailable ({} cannot import torch, torchvision, transformers)",
+                args.python
+            );
+            (
+                REFERENCE_TORCH_PER_S,
+                "REFERENCE.md number, NOT measured in this run".to_string(),
+            )
+        }
+    };
+    println!(
+        "ViT-B/16 f32, batch {}, {} threads, best of {}",
+        args.batch, args.threads, args.iters
+    );
+    println!("  PyTorch eager ({label}) {base:7.2} images/s");
+    println!(
+        "  candle (dataflux-inference)          {ours:7.2} images/s  ({:.2}x, target 0.8x)",
+        ours / base
+    );
+    Ok(())
+}
