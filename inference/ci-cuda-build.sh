@@ -37,4 +37,4 @@ export CUDARC_CUDA_VERSION=13040
 
 nvcc --version | tail -n 2
 cd "$(dirname "$0")/.."
-time cargo build -p dataflux-inference --features cuda
+time cargo build -p dataflux-inference --features cuda --locked

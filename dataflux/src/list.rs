@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
-use crate::split::split_points;
+use crate::split::{extrapolate_points, split_points};
 use crate::store::{PageRequest, Store, MAX_PAGE};
 
 /// The default prefix for the library's temporary objects (composites), excluded from listings.
@@ -299,12 +299,15 @@ async fn worker(
             for o in &page.objects {
                 chars.extend(o.name[prefix.len().min(o.name.len())..].chars());
             }
+            let more = page.more;
+            if more {
+                range.after = Some(last);
+                share_work(coord, &mut range, prefix, &page.objects, chars)?;
+            }
             out.extend(page.objects);
-            if !page.more {
+            if !more {
                 break;
             }
-            range.after = Some(last);
-            share_work(coord, &mut range, prefix, chars)?;
         }
         coord.done_with_range()?;
     }
@@ -316,6 +319,7 @@ fn share_work(
     coord: &Coordinator,
     range: &mut KeyRange,
     prefix: &str,
+    page: &[ObjectMeta],
     seen: BTreeSet<char>,
 ) -> Result<()> {
     let mut st = coord.lock()?;
@@ -326,7 +330,18 @@ fn share_work(
     }
     let lo = range.after.clone().unwrap_or_else(|| prefix.to_string());
     let alphabet: Vec<char> = st.alphabet.iter().copied().collect();
-    let points = split_points(prefix, &lo, range.upto.as_deref(), hungry + 1, &alphabet);
+    // Open-ended: page-sized pieces at the density just seen, the last one open. Bounded:
+    // even parts.
+    let mut points = match range.upto {
+        None => {
+            let names: Vec<&str> = page.iter().map(|o| o.name.as_str()).collect();
+            extrapolate_points(prefix, &names, hungry)
+        }
+        Some(_) => Vec::new(),
+    };
+    if points.is_empty() {
+        points = split_points(prefix, &lo, range.upto.as_deref(), hungry + 1, &alphabet);
+    }
     if points.is_empty() {
         return Ok(());
     }

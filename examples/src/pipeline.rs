@@ -335,18 +335,22 @@ async fn run_shard(
         .open()
         .await
         .with_context(|| format!("opening input {}", input.url))?;
-    let manifest_bytes = rendezvous
-        .share("manifest", || {
+    // The manifest itself is one object in the output (kept, so that a restart shards
+    // exactly as before); the rendezvous only says that it is there.
+    rendezvous
+        .share("manifest", || async {
             manifest_for_run(
                 in_store.clone(),
                 &input.prefix,
                 out_store.clone(),
                 layout.manifest(),
             )
+            .await
+            .map(|_| Bytes::from_static(b"ready"))
         })
         .await
         .context("sharing the listing")?;
-    let listing = manifest::decode(&manifest_bytes, &out_store.object_url(&layout.manifest()))?;
+    let listing = manifest::load(out_store.as_ref(), &layout.manifest()).await?;
     stages.list = t.elapsed().as_secs_f64();
     warn_duplicate_stems(&listing);
 
@@ -460,21 +464,19 @@ async fn manifest_for_run(
     prefix: &str,
     out_store: Arc<dyn Store>,
     manifest_name: String,
-) -> Result<Bytes, dataflux::Error> {
-    match out_store.get(&manifest_name, None).await {
-        Ok(existing) => return Ok(existing),
+) -> Result<(), dataflux::Error> {
+    match out_store.head(&manifest_name).await {
+        Ok(_) => return Ok(()),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
     let listing = list(&in_store, prefix, &ListOptions::default()).await?;
     tracing::info!(objects = listing.objects.len(), strategy = ?listing.strategy, "listed input");
-    let bytes = manifest::encode(&listing)?;
     match out_store
-        .put(&manifest_name, bytes.clone(), PutMode::Create)
+        .put(&manifest_name, manifest::encode(&listing)?, PutMode::Create)
         .await
     {
-        Ok(_) => Ok(bytes),
-        Err(dataflux::Error::AlreadyExists { .. }) => out_store.get(&manifest_name, None).await,
+        Ok(_) | Err(dataflux::Error::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }
