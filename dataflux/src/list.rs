@@ -104,12 +104,26 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
             Strategy::Sequential,
         )
     } else if options.race_sequential {
+        // The sequential racer runs until the parallel listing has split work for the first
+        // time (it is warm then, and more likely to win); after that it would only add load.
+        let warm = Arc::new(Notify::new());
+        let racer = async {
+            tokio::select! {
+                r = sequential(store, prefix, options) => Some(r),
+                _ = warm.notified() => None,
+            }
+        };
+        let par = parallel(store, prefix, options, Some(warm.clone()));
+        tokio::pin!(racer, par);
         tokio::select! {
-            r = sequential(store, prefix, options) => (r?, Strategy::Sequential),
-            r = parallel(store, prefix, options) => (r?, Strategy::Parallel),
+            Some(r) = &mut racer => (r?, Strategy::Sequential),
+            r = &mut par => (r?, Strategy::Parallel),
         }
     } else {
-        (parallel(store, prefix, options).await?, Strategy::Parallel)
+        (
+            parallel(store, prefix, options, None).await?,
+            Strategy::Parallel,
+        )
     };
     Ok(finish(prefix, objects, strategy, &options.temp_prefix))
 }
@@ -184,6 +198,8 @@ struct Shared {
 struct Coordinator {
     state: Mutex<Shared>,
     wake: Notify,
+    /// Told once, the first time work is split (ends the sequential racer).
+    warm: Option<Arc<Notify>>,
 }
 
 impl Coordinator {
@@ -238,6 +254,7 @@ async fn parallel(
     store: &Arc<dyn Store>,
     prefix: &str,
     options: &ListOptions,
+    warm: Option<Arc<Notify>>,
 ) -> Result<Vec<ObjectMeta>> {
     let coord = Arc::new(Coordinator {
         state: Mutex::new(Shared {
@@ -249,6 +266,7 @@ async fn parallel(
             ..Default::default()
         }),
         wake: Notify::new(),
+        warm,
     });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.parallelism {
@@ -358,5 +376,9 @@ fn share_work(
     }
     drop(st);
     coord.wake.notify_waiters();
+    if let Some(warm) = &coord.warm {
+        // Stores a permit if the racer is not waiting yet; repeated calls are harmless.
+        warm.notify_one();
+    }
     Ok(())
 }

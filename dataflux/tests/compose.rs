@@ -657,9 +657,9 @@ async fn a_stream_dropped_half_way_leaves_no_temporaries() {
     let ds = dataset_of(&store, &bodies, fetch).await;
     for take in [1, 5, 37] {
         let mut stream = Box::pin(ds.stream(ds.start()).expect("stream"));
-        for i in 0..take {
+        for expected in bodies.iter().take(take) {
             let item = stream.next().await.expect("item");
-            assert_eq!(item.data.expect("ok")[..], bodies[i][..]);
+            assert_eq!(item.data.expect("ok")[..], expected[..]);
         }
         // Dropped with up to 16 composed groups in flight.
         drop(stream);

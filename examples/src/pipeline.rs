@@ -167,9 +167,9 @@ pub enum Outcome {
     /// This rank ran (or had run) its shard.
     Finished {
         /// This rank's summary.
-        rank: RankSummary,
+        rank: Box<RankSummary>,
         /// The job total, on rank 0.
-        job: Option<JobSummary>,
+        job: Option<Box<JobSummary>>,
     },
 }
 
@@ -292,8 +292,8 @@ pub async fn run(config: JobConfig) -> Result<Outcome> {
         .await
         .context("closing the rendezvous")?;
     Ok(Outcome::Finished {
-        rank: rank_summary,
-        job,
+        rank: Box::new(rank_summary),
+        job: job.map(Box::new),
     })
 }
 
@@ -633,10 +633,10 @@ fn batch_stage(
                 meta: d.meta,
                 image,
             });
-            if batch.len() >= batch_size.max(1) {
-                if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                    return waited.as_secs_f64();
-                }
+            if batch.len() >= batch_size.max(1)
+                && tx.send(std::mem::take(&mut batch)).await.is_err()
+            {
+                return waited.as_secs_f64();
             }
         }
         if !batch.is_empty() {

@@ -76,11 +76,11 @@ pub fn object_name(prefix: &str, relative: &str, strip_leading_zeros: bool) -> S
     format!("{prefix}{dir}{file}")
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {
-            walk(root, &path, out)?;
+            walk(&path, out)?;
         } else if path.is_file() {
             out.push(path);
         }
@@ -103,7 +103,7 @@ pub async fn upload(source: &Path, dest: &str, options: &UploadOptions) -> Resul
         .map(|o| (o.name, o.size))
         .collect();
     let mut files = Vec::new();
-    walk(source, source, &mut files)?;
+    walk(source, &mut files)?;
     files.sort();
     let mut report = UploadReport::default();
     let mut work = Vec::new();

@@ -156,11 +156,14 @@ async fn list_on_the_emulator_matches_in_every_mode() {
         .collect();
     let url = format!("gs://{bucket}/imgs");
     for extra in [&[][..], &["--sequential"], &["--parallelism", "3"]] {
-        let mut args = vec!["list", url.as_str()];
-        args.extend_from_slice(extra);
-        let out = tokio::task::spawn_blocking(move || dataflux(&args))
-            .await
-            .expect("join");
+        let mut args: Vec<String> = vec!["list".into(), url.clone()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            dataflux(&args)
+        })
+        .await
+        .expect("join");
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
         assert_eq!(stdout(&out), expected, "{extra:?}");
     }
@@ -244,7 +247,7 @@ async fn fetch_reports_bad_objects_and_exits_3() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let to = dir.path().join("out");
-    let args = vec![
+    let args = [
         "fetch".to_string(),
         format!("gs://{bucket}/d"),
         "--to".into(),

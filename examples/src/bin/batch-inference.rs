@@ -130,7 +130,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Outcome::Finished { rank, job }) => {
-            eprintln!("{}", pipeline::summary_table(&rank, job.as_ref()));
+            eprintln!("{}", pipeline::summary_table(&rank, job.as_deref()));
             if rank.images_failed > 0 {
                 ExitCode::from(3)
             } else {
