@@ -140,7 +140,13 @@ impl Fetcher {
     }
 
     /// Groups `objects` as [`plan_groups`] does with this fetcher's limits.
+    ///
+    /// When not composing, every object is a group of its own, so that the caller's
+    /// concurrency bounds the GETs in flight.
     pub fn plan(&self, objects: &[ObjectMeta]) -> Vec<Range<usize>> {
+        if !self.composing() {
+            return (0..objects.len()).map(|i| i..i + 1).collect();
+        }
         plan_groups(
             objects,
             self.options.max_objects_per_compose,
@@ -213,7 +219,8 @@ impl Fetcher {
         // server after a drop guard's delete; the task sees it through and deletes after it.
         let (store, live, sources) = (self.store.clone(), self.live.clone(), group.to_vec());
         let task_name = name.clone();
-        let task = tokio::spawn(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             let name = task_name;
             let guard = TempObject::new(store.clone(), name.clone(), live);
             let composed = store.compose(&sources, &name).await;
@@ -221,13 +228,16 @@ impl Fetcher {
                 Ok(_) => store.get(&name, None).await,
                 Err(e) => Err(e),
             };
-            // Delete before looking at the result: nothing is left behind whatever happened.
+            // The bytes go back at once; the delete (one more round trip) does not hold
+            // them up. It always runs, and `settle` waits for it.
+            let _ = tx.send(downloaded);
             if let Err(e) = guard.delete().await {
                 tracing::warn!(error = %e, object = %name, "could not delete a composite now; the end-of-run sweep will");
             }
-            downloaded
         });
-        let data = task.await.map_err(|e| Error::Task(e.to_string()))??;
+        let data = rx
+            .await
+            .map_err(|_| Error::Task("compose task ended without an answer".into()))??;
         let expected: u64 = group.iter().map(|m| m.size).sum();
         if data.len() as u64 != expected {
             return Err(Error::Integrity {
@@ -267,6 +277,19 @@ impl Fetcher {
     /// id, or deletes that failed). Call at start and end; returns how many were deleted.
     pub async fn sweep(&self) -> Result<usize> {
         delete_under(&self.store, &self.run_prefix(), None).await
+    }
+
+    /// Waits (up to `timeout`) until every composite this fetcher created has been deleted;
+    /// returns whether none is left.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.live_temporaries() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Temporary objects this fetcher has created and not yet deleted.
@@ -378,10 +401,9 @@ impl TempObject {
     async fn delete(mut self) -> Result<()> {
         self.armed = false;
         let result = self.store.delete(&self.name).await;
-        if result.is_ok() {
-            if let Ok(mut l) = self.live.lock() {
-                l.remove(&self.name);
-            }
+        // Deleted, or left to the end-of-run sweep: no longer in flight either way.
+        if let Ok(mut l) = self.live.lock() {
+            l.remove(&self.name);
         }
         result
     }
@@ -399,10 +421,9 @@ impl Drop for TempObject {
             let name = std::mem::take(&mut self.name);
             let live = self.live.clone();
             handle.spawn(async move {
-                if store.delete(&name).await.is_ok() {
-                    if let Ok(mut l) = live.lock() {
-                        l.remove(&name);
-                    }
+                let _ = store.delete(&name).await;
+                if let Ok(mut l) = live.lock() {
+                    l.remove(&name);
                 }
             });
         }

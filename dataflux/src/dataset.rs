@@ -175,6 +175,9 @@ impl Dataset {
         for group in self.fetcher.plan(&metas) {
             out.extend(self.fetcher.fetch_group(&metas[group]).await);
         }
+        self.fetcher
+            .settle(std::time::Duration::from_secs(30))
+            .await;
         Ok(out)
     }
 

@@ -429,6 +429,7 @@ async fn run_shard(
     // final files, marker, clean-up
     let t = Instant::now();
     let totals = finalize(out_store.as_ref(), layout, config).await?;
+    dataset.fetcher().settle(Duration::from_secs(60)).await;
     dataset
         .fetcher()
         .sweep()

@@ -94,6 +94,8 @@ async fn fetch(
         objects += 1;
         bytes += data.len() as u64;
     }
+    // Deletes run behind the downloads; the fetch is complete once they are done.
+    dataset.fetcher().settle(Duration::from_secs(60)).await;
     let elapsed = start.elapsed();
     let stats = store.stats().snapshot().since(&before);
     ensure!(objects == take, "fetched {objects} of {take}");
