@@ -369,7 +369,7 @@ async fn run_shard(
     };
     let dataset = Dataset::from_listing(in_store.clone(), listing, dataset_config)
         .shard(ShardSpec::new(topology.rank, topology.world_size))?;
-    let (resume_at, _) = output::committed_end(committed_parts(out_store.as_ref(), layout).await?);
+    let (resume_at, _) = output::committed_end(committed_parts(out_store, layout).await?);
     if resume_at > 0 {
         tracing::info!(
             rank = topology.rank,
@@ -428,7 +428,7 @@ async fn run_shard(
 
     // final files, marker, clean-up
     let t = Instant::now();
-    let totals = finalize(out_store.as_ref(), layout, config).await?;
+    let totals = finalize(out_store, layout, config).await?;
     dataset.fetcher().settle(Duration::from_secs(60)).await;
     dataset
         .fetcher()
@@ -454,7 +454,7 @@ async fn run_shard(
             PutMode::Overwrite,
         )
         .await?;
-    delete_parts(out_store.as_ref(), layout).await?;
+    delete_parts(out_store, layout).await?;
     Ok(summary)
 }
 
@@ -772,34 +772,27 @@ async fn write_stage(
     Ok((ok, failed, busy.as_secs_f64()))
 }
 
-async fn committed_parts(store: &dyn Store, layout: &Layout) -> Result<Vec<Range<usize>>> {
+async fn committed_parts(store: &Arc<dyn Store>, layout: &Layout) -> Result<Vec<Range<usize>>> {
     let names = list_names(store, &layout.parts_dir()).await?;
     Ok(names.iter().filter_map(|n| layout.parse_part(n)).collect())
 }
 
-async fn list_names(store: &dyn Store, prefix: &str) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .list_page(dataflux::PageRequest {
-                prefix,
-                after: after.as_deref(),
-                upto: None,
-                max_results: 1000,
-            })
-            .await?;
-        let last = page.objects.last().map(|o| o.name.clone());
-        names.extend(page.objects.into_iter().map(|o| o.name));
-        match last {
-            Some(l) if page.more => after = Some(l),
-            _ => return Ok(names),
-        }
-    }
+/// Every object name under `prefix` (the run's own objects: no temporary-prefix filter).
+async fn list_names(store: &Arc<dyn Store>, prefix: &str) -> Result<Vec<String>> {
+    let options = ListOptions {
+        temp_prefix: String::new(),
+        ..Default::default()
+    };
+    let listing = list(store, prefix, &options).await?;
+    Ok(listing.objects.into_iter().map(|o| o.name).collect())
 }
 
 /// Concatenates the committed parts into the rank's final files; returns (ok, failed).
-async fn finalize(store: &dyn Store, layout: &Layout, config: &JobConfig) -> Result<(u64, u64)> {
+async fn finalize(
+    store: &Arc<dyn Store>,
+    layout: &Layout,
+    config: &JobConfig,
+) -> Result<(u64, u64)> {
     let (_, parts) = output::committed_end(committed_parts(store, layout).await?);
     let mut results = output::header(config.format, config.top_k);
     let mut errors = output::ERRORS_HEADER.to_vec();
@@ -832,7 +825,7 @@ fn count_records(bytes: &[u8], format: Format) -> u64 {
     }
 }
 
-async fn delete_parts(store: &dyn Store, layout: &Layout) -> Result<()> {
+async fn delete_parts(store: &Arc<dyn Store>, layout: &Layout) -> Result<()> {
     for name in list_names(store, &layout.parts_dir()).await? {
         store.delete(&name).await?;
     }
