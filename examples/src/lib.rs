@@ -4,7 +4,9 @@
 //! - [`output`]: result rows, committed parts, final files and summaries.
 //! - [`progress`]: progress bar or log lines.
 //! - [`upload`]: the image uploader.
+//! - [`logging`]: log set-up for the binaries.
 
+pub mod logging;
 pub mod output;
 pub mod pipeline;
 pub mod progress;

@@ -31,12 +31,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    dataflux_examples::logging::init("info");
     let options = UploadOptions {
         concurrency: args.concurrency,
         strip_leading_zeros: args.strip_leading_zeros,
