@@ -9,6 +9,7 @@
 //! Every mode streams the same listing with [`Dataset::stream`] (in order, verified by length
 //! and CRC32C) and checks every byte against what was preloaded.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,9 @@ use clap::Parser;
 use dataflux::{
     list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location, StatsSnapshot, Store,
 };
-use dataflux_benches::{use_endpoint, write_preload, DelayProxy, Emulator};
+use dataflux_benches::{
+    process_cpu_time, use_endpoint, write_preload, Backend, DelayProxy, Emulator,
+};
 use futures::StreamExt;
 
 #[derive(Parser)]
@@ -37,10 +40,19 @@ struct Args {
     /// Objects fetched by the sequential baseline (it is slow: one round trip each).
     #[arg(long)]
     sequential_objects: Option<usize>,
+    /// The emulator's backend: `filesystem` (on tmpfs; lookups cost the same at any bucket
+    /// size, as on GCS), `memory` (lookups scan the bucket: CPU grows with its size), or
+    /// `both`, one after the other.
+    #[arg(long, default_value = "both", value_parser = ["both", "filesystem", "memory"])]
+    backend: String,
 }
 
 struct Run {
     elapsed: Duration,
+    /// CPU the emulator spent during the run.
+    emulator_cpu: Duration,
+    /// CPU this process (client and delaying proxy) spent during the run.
+    client_cpu: Duration,
     objects: usize,
     bytes: u64,
     stats: StatsSnapshot,
@@ -55,16 +67,18 @@ impl Run {
     }
 }
 
+/// What [`write_preload`] wrote for object `i`.
 fn body_of(i: usize, size: usize) -> Vec<u8> {
     (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect()
 }
 
 async fn fetch(
+    emulator: &Emulator,
     url: &str,
     compose: bool,
     concurrency: usize,
     take: usize,
-    sizes: &[usize],
+    expected: &[Vec<u8>],
 ) -> Result<Run> {
     let location = Location::parse(url)?;
     let store: Arc<dyn Store> = location.open().await?;
@@ -81,13 +95,20 @@ async fn fetch(
     };
     let dataset = Dataset::from_listing(Arc::clone(&store), listing, config);
     let before = store.stats().snapshot();
+    let cpu = || {
+        (
+            emulator.cpu_time().unwrap_or_default(),
+            process_cpu_time(std::process::id()).unwrap_or_default(),
+        )
+    };
+    let (emulator_before, client_before) = cpu();
     let start = Instant::now();
     let mut stream = Box::pin(dataset.stream(dataset.start())?);
     let (mut objects, mut bytes) = (0, 0u64);
     while let Some(item) = stream.next().await {
         let data = item.data?;
         ensure!(
-            data[..] == body_of(item.index, sizes[item.index])[..],
+            data[..] == expected[item.index][..],
             "{}: wrong bytes",
             item.meta.name
         );
@@ -97,6 +118,7 @@ async fn fetch(
     // Deletes run behind the downloads; the fetch is complete once they are done.
     dataset.fetcher().settle(Duration::from_secs(60)).await;
     let elapsed = start.elapsed();
+    let (emulator_after, client_after) = cpu();
     let stats = store.stats().snapshot().since(&before);
     ensure!(objects == take, "fetched {objects} of {take}");
     ensure!(
@@ -105,6 +127,8 @@ async fn fetch(
     );
     Ok(Run {
         elapsed,
+        emulator_cpu: emulator_after.saturating_sub(emulator_before),
+        client_cpu: client_after.saturating_sub(client_before),
         objects,
         bytes,
         stats,
@@ -125,32 +149,66 @@ fn main() -> Result<()> {
         .map(|(i, &s)| (format!("imgs/{i:06}.jpg"), s))
         .collect();
     write_preload(&data, "compose-bench", &objects)?;
-    let emulator = Emulator::start(&data)?;
+    // Every fetched byte is checked against these, built before any clock starts.
+    let expected: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| body_of(i, s))
+        .collect();
+    let tmpfs = Path::new("/dev/shm");
+    let scratch = if tmpfs.is_dir() {
+        tmpfs.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let fs_root = scratch.join(format!("dataflux-bench-compose-fs-{}", std::process::id()));
+    let backends = match args.backend.as_str() {
+        "memory" => vec![Backend::Memory],
+        "filesystem" => vec![Backend::Filesystem(fs_root.clone())],
+        _ => vec![Backend::Filesystem(fs_root.clone()), Backend::Memory],
+    };
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(run(&args, &emulator, &sizes));
-    drop(emulator);
+    let mut result = Ok(());
+    for backend in &backends {
+        let emulator = Emulator::start_with(&data, backend)?;
+        result = runtime.block_on(run(&args, &emulator, backend, &expected));
+        drop(emulator);
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&fs_root);
     std::fs::remove_dir_all(&data)?;
     result
 }
 
-async fn run(args: &Args, emulator: &Emulator, sizes: &[usize]) -> Result<()> {
+async fn run(
+    args: &Args,
+    emulator: &Emulator,
+    backend: &Backend,
+    expected: &[Vec<u8>],
+) -> Result<()> {
     let proxy = DelayProxy::start(emulator.addr, Duration::from_millis(args.latency_ms)).await?;
     use_endpoint(&proxy.url());
     let url = "gs://compose-bench/imgs/";
     let n = args.objects;
     let seq_n = args.sequential_objects.unwrap_or(n).min(n);
+    let backend_name = match backend {
+        Backend::Memory => "memory backend".to_string(),
+        Backend::Filesystem(root) => format!("filesystem backend in {}", root.display()),
+    };
     println!(
-        "compose benchmark: {n} objects of ~{} B, fake-gcs-server + {} ms per request, concurrency {}",
+        "\ncompose benchmark: {n} objects of ~{} B, fake-gcs-server ({backend_name}) + {} ms per request, concurrency {}",
         args.size, args.latency_ms, args.concurrency
     );
     // Warm-up (connections, emulator caches), not measured.
-    fetch(url, true, args.concurrency, n.min(64), sizes).await?;
-    let composed = fetch(url, true, args.concurrency, n, sizes).await?;
-    let individual = fetch(url, false, args.concurrency, n, sizes).await?;
-    let sequential = fetch(url, false, 1, seq_n, sizes).await?;
+    fetch(emulator, url, true, args.concurrency, n.min(64), expected).await?;
+    let composed = fetch(emulator, url, true, args.concurrency, n, expected).await?;
+    let individual = fetch(emulator, url, false, args.concurrency, n, expected).await?;
+    let sequential = fetch(emulator, url, false, 1, seq_n, expected).await?;
     println!(
-        "{:<24} {:>8} {:>10} {:>12} {:>10} {:>9}  requests",
-        "mode", "objects", "time", "objects/s", "MB/s", "req/obj"
+        "{:<24} {:>8} {:>10} {:>12} {:>10} {:>9} {:>10} {:>10}  requests",
+        "mode", "objects", "time", "objects/s", "MB/s", "req/obj", "emu CPU", "our CPU"
     );
     for (name, r) in [
         ("composed (16)", &composed),
@@ -158,13 +216,15 @@ async fn run(args: &Args, emulator: &Emulator, sizes: &[usize]) -> Result<()> {
         ("sequential GETs", &sequential),
     ] {
         println!(
-            "{:<24} {:>8} {:>8.3} s {:>12.1} {:>10.2} {:>9.3}  {}",
+            "{:<24} {:>8} {:>8.3} s {:>12.1} {:>10.2} {:>9.3} {:>8.2} s {:>8.2} s  {}",
             name.replace("16", &args.concurrency.to_string()),
             r.objects,
             r.elapsed.as_secs_f64(),
             r.objects as f64 / r.elapsed.as_secs_f64(),
             r.bytes as f64 / 1e6 / r.elapsed.as_secs_f64(),
             r.requests_per_object(),
+            r.emulator_cpu.as_secs_f64(),
+            r.client_cpu.as_secs_f64(),
             r.stats
         );
     }
