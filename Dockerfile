@@ -18,6 +18,8 @@ ARG UBUNTU_VERSION=ubuntu24.04
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU_VERSION} AS builder
 ARG RUST_VERSION=1.95.0
 # CUDA_COMPUTE_CAP: candle's CUDA kernels are compiled for sm_90 only (H100 / H200).
+# cmake and nasm build libjpeg-turbo (feature turbojpeg: --fast-decode's scaled JPEG decoding,
+# linked statically).
 ENV DEBIAN_FRONTEND=noninteractive \
     RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
@@ -25,7 +27,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     CUDA_COMPUTE_CAP=90 \
     CARGO_TERM_COLOR=never
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config \
+ && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config cmake nasm \
  && rm -rf /var/lib/apt/lists/* \
  && curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
     | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}" \
@@ -36,7 +38,7 @@ COPY . .
 # The cargo registry and target/ are cache mounts, so the binaries are copied out to /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p dataflux-examples --features cuda,nccl \
+    cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg \
  && cargo build --release --locked -p dataflux-distributed --features nccl --bin dataflux-launch \
  && mkdir -p /out \
  && cp target/release/batch-inference target/release/upload-images target/release/dataflux-launch /out/

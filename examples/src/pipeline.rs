@@ -15,6 +15,7 @@ use dataflux::{
     ObjectMeta, PutMode, ShardSpec, StatsSnapshot, Store,
 };
 use dataflux_distributed::{Rendezvous, Topology};
+use dataflux_inference::preprocess::scaled_jpeg_decoding;
 use dataflux_inference::{
     Classifier, DType, DecodePool, DeviceSpec, LoadOptions, ModelSource, PreparedImage,
     PreprocessError, PreprocessMode,
@@ -526,14 +527,19 @@ async fn load_classifier(config: &JobConfig, topology: &Topology) -> Result<Clas
         .await
         .with_context(|| format!("loading model {}", config.model))?;
     if config.fast_decode {
-        let pre = classifier
-            .preprocessor()
-            .clone()
-            .with_mode(PreprocessMode::Fast);
-        classifier.set_preprocessor(pre);
+        use_fast_decode(&mut classifier);
     }
     tracing::info!(model = %config.model, device = ?classifier.device(), dtype = ?classifier.dtype(), "model loaded");
     Ok(classifier)
+}
+
+/// Puts `classifier` in fast preprocessing mode (`--fast-decode`), saying in the log when this
+/// build cannot decode JPEGs at reduced scale (built without the `turbojpeg` feature).
+pub fn use_fast_decode(classifier: &mut Classifier) {
+    classifier.set_preprocess_mode(PreprocessMode::Fast);
+    if !scaled_jpeg_decoding() {
+        tracing::warn!("--fast-decode: this build has no scaled JPEG decoder (cargo feature turbojpeg): large images are decoded at full size, then shrunk");
+    }
 }
 
 /// fetch: the shard's objects from `resume_at` on, in order, with their bytes.

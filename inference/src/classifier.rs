@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use crate::config::{PreprocessorConfig, ViTConfig};
 use crate::device::{check_dtype, default_dtype, DeviceSpec};
 use crate::error::{Error, PreprocessError, Result};
-use crate::preprocess::{DecodePool, PreparedImage, Preprocessor};
+use crate::preprocess::{DecodePool, PreparedImage, PreprocessMode, Preprocessor};
 use crate::source::{LoadOptions, ModelFiles, ModelSource};
 use crate::vit::ViTForImageClassification;
 
@@ -141,6 +141,11 @@ impl Classifier {
     /// Replaces the preprocessor (to change mode or limits).
     pub fn set_preprocessor(&mut self, preprocessor: Preprocessor) {
         self.preprocessor = preprocessor;
+    }
+
+    /// Switches the preprocessor between exact and fast mode, keeping its limits.
+    pub fn set_preprocess_mode(&mut self, mode: PreprocessMode) {
+        self.preprocessor = self.preprocessor.clone().with_mode(mode);
     }
 
     /// Class names by index.

@@ -29,6 +29,7 @@
 pub mod classifier;
 pub mod config;
 pub mod device;
+mod draft;
 pub mod error;
 pub mod preprocess;
 pub mod source;

@@ -27,6 +27,8 @@ use image::{ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 use rayon::prelude::*;
 
 use crate::config::{PreprocessorConfig, Resample};
+use crate::draft::decode_reduced;
+pub use crate::draft::{draft_reduction, scaled_jpeg_decoding};
 use crate::error::{Error, PreprocessError, Result};
 
 /// Limits that refuse decompression bombs before they are decoded.
@@ -60,15 +62,16 @@ pub enum PreprocessMode {
     /// Bit-for-bit PIL's algorithm (within decoder rounding: ≤ 2/255 per value in our tests).
     #[default]
     Exact,
-    /// Faster and slightly different: when both sides of the decoded image are at least twice
-    /// the output size, it is first shrunk by an integer factor with a box filter (PIL's
-    /// `reduce`, as `reducing_gap=2.0` does), keeping it at least twice the output size, then
-    /// resized with the configured filter. On a photo-like 1280x960 JPEG the mean absolute
-    /// difference from [`PreprocessMode::Exact`] is 0.22/255, at most 3/255 (the `fast_mode_is_close`
-    /// test prints it). It saves resize time on large images only: a 640x480 image is below
-    /// the 2x threshold for a 224 output and takes the exact path. JPEG decoding, which
-    /// dominates, is unchanged (a DCT-domain downscale with the `jpeg-decoder` crate was tried
-    /// and was slower than zune-jpeg's full decode).
+    /// Faster and slightly different, for CPU-bound nodes. A JPEG at least twice the output
+    /// size is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (libjpeg-turbo's scaled
+    /// IDCT, as PIL's `Image.draft` does; see [`draft_reduction`]) when the crate is built
+    /// with the `turbojpeg` feature ([`scaled_jpeg_decoding`] says whether it was). Then, when
+    /// both sides are still at least twice the output size, the image is shrunk by an integer
+    /// factor with a box filter (PIL's `reduce`, as `reducing_gap=2.0` does), and finally
+    /// resized with the configured filter. Other formats, CMYK JPEGs and small JPEGs take the
+    /// exact decoder. The `fast_mode_is_close` test prints the difference from
+    /// [`PreprocessMode::Exact`] on a photo-like JPEG; the `preprocess` bench reports speed
+    /// and top-1 agreement.
     Fast,
 }
 
@@ -81,9 +84,9 @@ pub struct PreparedImage {
     pub height: u32,
     /// Output width.
     pub width: u32,
-    /// Width of the decoded image.
+    /// Width of the decoded image (in fast mode, after any draft reduction).
     pub source_width: u32,
-    /// Height of the decoded image.
+    /// Height of the decoded image (in fast mode, after any draft reduction).
     pub source_height: u32,
 }
 
@@ -154,7 +157,9 @@ impl Preprocessor {
     pub fn preprocess(&self, bytes: &[u8]) -> Result<PreparedImage, PreprocessError> {
         let rgb = match self.mode {
             PreprocessMode::Exact => decode_rgb8(bytes, &self.limits)?,
-            PreprocessMode::Fast => decode_rgb8(bytes, &self.limits)?,
+            PreprocessMode::Fast => {
+                decode_rgb8_draft(bytes, &self.limits, self.config.width, self.config.height)?
+            }
         };
         self.prepare_rgb8(&rgb)
     }
@@ -281,6 +286,21 @@ fn box_reduce(src: &[u8], w: u32, h: u32, factor: u32) -> (Vec<u8>, u32, u32) {
         }
     }
     (out, ow as u32, oh as u32)
+}
+
+/// Fast mode's decoding: a JPEG at least twice `out_width`x`out_height` is decoded at its
+/// [`draft_reduction`] in the DCT domain where this build can ([`scaled_jpeg_decoding`]);
+/// everything else as [`decode_rgb8`] does. Errors and limits are those of [`decode_rgb8`].
+pub fn decode_rgb8_draft(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    out_width: u32,
+    out_height: u32,
+) -> Result<RgbImage, PreprocessError> {
+    match decode_reduced(bytes, limits, out_width, out_height) {
+        Some(reduced) => reduced,
+        None => decode_rgb8(bytes, limits),
+    }
 }
 
 /// Decodes any supported format to 8-bit RGB as PIL's `convert("RGB")` does (see the module

@@ -2,6 +2,7 @@
 
 use std::io::Cursor;
 
+use dataflux_inference::preprocess::scaled_jpeg_decoding;
 use dataflux_inference::{
     DecodeLimits, PreprocessError, PreprocessMode, Preprocessor, PreprocessorConfig,
 };
@@ -161,5 +162,90 @@ fn fast_mode_is_close() -> TestResult {
     let max = diffs.iter().copied().fold(0f32, f32::max);
     eprintln!("fast vs exact on a photo-like 1280x960 JPEG: mean {mean:.3}/255, max {max:.1}/255");
     assert!(mean < 3.0, "mean {mean}/255");
+    Ok(())
+}
+
+#[test]
+fn fast_mode_decodes_large_jpegs_at_draft_scale() -> TestResult {
+    let exact = Preprocessor::new(PreprocessorConfig::square(224));
+    let fast = exact.clone().with_mode(PreprocessMode::Fast);
+    let bytes = photo_jpeg(640, 480)?;
+    let out = fast.preprocess(&bytes)?;
+    assert_eq!(out.pixels.len(), 3 * 224 * 224);
+    // COCO-sized: twice the output on both sides, so decoded at half size in the DCT domain
+    // when the scaled decoder is built in; at full size otherwise.
+    let expected = if scaled_jpeg_decoding() {
+        (320, 240)
+    } else {
+        (640, 480)
+    };
+    assert_eq!((out.source_width, out.source_height), expected);
+    // Less than twice the output: full size in both modes, and the same pixels.
+    let small = photo_jpeg(400, 300)?;
+    let (a, b) = (exact.preprocess(&small)?, fast.preprocess(&small)?);
+    assert_eq!((b.source_width, b.source_height), (400, 300));
+    assert_eq!(a.pixels, b.pixels);
+    Ok(())
+}
+
+#[test]
+fn fast_mode_is_close_at_coco_size() -> TestResult {
+    let exact = Preprocessor::new(PreprocessorConfig::square(224));
+    let fast = exact.clone().with_mode(PreprocessMode::Fast);
+    let bytes = photo_jpeg(640, 480)?;
+    let a = exact.preprocess(&bytes)?.pixels;
+    let b = fast.preprocess(&bytes)?.pixels;
+    let levels: Vec<f32> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() * 127.5)
+        .collect();
+    let mean = levels.iter().sum::<f32>() / levels.len() as f32;
+    let max = levels.iter().copied().fold(0f32, f32::max);
+    eprintln!("fast vs exact on a photo-like 640x480 JPEG: mean {mean:.3}, max {max:.1} levels");
+    assert!(mean < 2.0, "mean {mean} levels");
+    assert!(max < 64.0, "max {max} levels");
+    Ok(())
+}
+
+#[test]
+fn fast_mode_keeps_errors_and_limits_of_exact_mode() -> TestResult {
+    let fast = Preprocessor::new(PreprocessorConfig::square(32)).with_mode(PreprocessMode::Fast);
+    let j = photo_jpeg(640, 480)?;
+    // Truncated: the same typed error as exact mode, whichever decoder saw it first.
+    assert_eq!(
+        fast.preprocess(&j[..j.len() / 2]).err().map(|e| e.kind()),
+        Some("decode")
+    );
+    // The header is checked against the limits before anything is decoded.
+    let small = fast.clone().with_limits(DecodeLimits {
+        max_width: 639,
+        ..DecodeLimits::default()
+    });
+    assert!(matches!(
+        small.preprocess(&j),
+        Err(PreprocessError::TooLarge {
+            width: 640,
+            height: 480
+        })
+    ));
+    Ok(())
+}
+
+#[test]
+fn fast_mode_falls_back_for_cmyk_jpegs() -> TestResult {
+    // libjpeg-turbo cannot turn CMYK into RGB: the exact decoder takes those images.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/images/cmyk.jpg"
+    ))?;
+    let exact = Preprocessor::new(PreprocessorConfig::square(8));
+    let fast = exact.clone().with_mode(PreprocessMode::Fast);
+    let (a, b) = (exact.preprocess(&bytes)?, fast.preprocess(&bytes)?);
+    assert_eq!(
+        (a.source_width, a.source_height),
+        (b.source_width, b.source_height)
+    );
+    assert_eq!(a.pixels, b.pixels);
     Ok(())
 }

@@ -63,7 +63,8 @@ struct Args {
     /// Decode threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     decode_threads: usize,
-    /// Reduced-scale JPEG decoding: faster, slightly different pixels.
+    /// Fast decoding: large JPEGs decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (builds
+    /// with the `turbojpeg` feature), then resized; faster, pixels slightly different.
     #[arg(long)]
     fast_decode: bool,
     /// Run id: a rerun with the same id resumes, or does nothing if finished (default:
