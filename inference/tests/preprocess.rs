@@ -239,9 +239,12 @@ fn fast_mode_falls_back_for_cmyk_jpegs() -> TestResult {
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/images/cmyk.jpg"
     ))?;
-    let exact = Preprocessor::new(PreprocessorConfig::square(8));
+    // 80x60 for a 30x30 output: a 1/2 draft for any other JPEG, and too small for fast
+    // mode's box reduction, so full-size decoding gives exact mode's pixels.
+    let exact = Preprocessor::new(PreprocessorConfig::square(30));
     let fast = exact.clone().with_mode(PreprocessMode::Fast);
     let (a, b) = (exact.preprocess(&bytes)?, fast.preprocess(&bytes)?);
+    assert_eq!((a.source_width, a.source_height), (80, 60));
     assert_eq!(
         (a.source_width, a.source_height),
         (b.source_width, b.source_height)
