@@ -174,9 +174,8 @@ impl Preprocessor {
             });
         }
         let (dw, dh) = (self.config.width, self.config.height);
-        let resized;
-        let pixels: &[u8] = if (sw, sh) == (dw, dh) {
-            rgb.as_raw()
+        let pixels = if (sw, sh) == (dw, dh) {
+            self.normalize(rgb.as_raw())
         } else if !self.config.do_resize {
             return Err(PreprocessError::Unsupported {
                 reason: format!(
@@ -184,11 +183,15 @@ impl Preprocessor {
                 ),
             });
         } else {
-            resized = self.resize(rgb)?;
-            &resized
+            // The resized image lives in a per-thread buffer: only the output is allocated.
+            RESIZED.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                self.resize(rgb, &mut buffer)?;
+                Ok::<_, PreprocessError>(self.normalize(&buffer))
+            })?
         };
         Ok(PreparedImage {
-            pixels: self.normalize(pixels),
+            pixels,
             height: dh,
             width: dw,
             source_width: sw,
@@ -196,7 +199,8 @@ impl Preprocessor {
         })
     }
 
-    fn resize(&self, rgb: &RgbImage) -> Result<Vec<u8>, PreprocessError> {
+    /// Resizes `rgb` to the output size into `out` (resized to fit).
+    fn resize(&self, rgb: &RgbImage, out: &mut Vec<u8>) -> Result<(), PreprocessError> {
         let (sw, sh) = rgb.dimensions();
         let (dw, dh) = (self.config.width, self.config.height);
         let resize_err = |reason: String| PreprocessError::Resize {
@@ -227,14 +231,15 @@ impl Preprocessor {
         };
         let src = fir::images::ImageRef::new(w, h, src, fir::PixelType::U8x3)
             .map_err(|e| resize_err(e.to_string()))?;
-        let mut dst = fir::images::Image::new(dw, dh, fir::PixelType::U8x3);
+        out.resize(dw as usize * dh as usize * 3, 0);
+        let mut dst = fir::images::Image::from_slice_u8(dw, dh, out, fir::PixelType::U8x3)
+            .map_err(|e| resize_err(e.to_string()))?;
         let options = fir::ResizeOptions::new().resize_alg(alg);
         RESIZER.with(|r| {
             r.borrow_mut()
                 .resize(&src, &mut dst, &options)
                 .map_err(|e| resize_err(e.to_string()))
-        })?;
-        Ok(dst.into_vec())
+        })
     }
 
     fn normalize(&self, rgb: &[u8]) -> Vec<f32> {
@@ -243,10 +248,15 @@ impl Preprocessor {
         let (r, rest) = out.split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
         let [lr, lg, lb] = &*self.lut;
-        for (i, px) in rgb.chunks_exact(3).enumerate() {
-            r[i] = lr[px[0] as usize];
-            g[i] = lg[px[1] as usize];
-            b[i] = lb[px[2] as usize];
+        // Iterators instead of indices: no bounds checks in the loop (a u8 always indexes a
+        // 256-entry table).
+        for (px, (r, (g, b))) in rgb
+            .chunks_exact(3)
+            .zip(r.iter_mut().zip(g.iter_mut().zip(b.iter_mut())))
+        {
+            *r = lr[usize::from(px[0])];
+            *g = lg[usize::from(px[1])];
+            *b = lb[usize::from(px[2])];
         }
         out
     }
@@ -255,6 +265,8 @@ impl Preprocessor {
 thread_local! {
     /// One resizer per thread: it keeps scratch buffers between calls.
     static RESIZER: RefCell<fir::Resizer> = RefCell::new(fir::Resizer::new());
+    /// The resized 8-bit image, before normalization; reused by each call on this thread.
+    static RESIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Averages `factor`x`factor` blocks (PIL's `Image.reduce`); the last partial row and column of

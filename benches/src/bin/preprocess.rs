@@ -30,9 +30,12 @@ struct Args {
     /// Number of synthetic 640x480 JPEGs.
     #[arg(long, default_value_t = 200)]
     images: usize,
-    /// Best of this many passes.
-    #[arg(long, default_value_t = 3)]
+    /// Best of this many passes per round.
+    #[arg(long, default_value_t = 2)]
     repeat: usize,
+    /// Rounds, each measuring ours and then the baseline; every rate keeps its best round.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
     /// JPEG qualities, used in turn (the issue asks for COCO-like images of quality 75–95).
     #[arg(long, value_delimiter = ',', default_value = "75,80,85,90,95")]
     quality: Vec<u8>,
@@ -162,7 +165,7 @@ fn agreement(exact: &Preprocessor, fast: &Preprocessor, blobs: &[Vec<u8>]) -> Re
     Ok(out)
 }
 
-fn python_baseline(python: &str, dir: &Path) -> Option<(f64, f64, String)> {
+fn python_baseline(python: &str, dir: &Path, repeat: usize) -> Option<(f64, f64, String)> {
     let ok = Command::new(python)
         .args(["-c", "import torch, torchvision"])
         .output()
@@ -172,7 +175,13 @@ fn python_baseline(python: &str, dir: &Path) -> Option<(f64, f64, String)> {
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preprocess_baseline.py");
-    let out = Command::new(python).arg(script).arg(dir).output().ok()?;
+    let out = Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .arg("--repeat")
+        .arg(repeat.to_string())
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -191,6 +200,10 @@ fn main() -> Result<()> {
         !args.quality.is_empty(),
         "--quality needs at least one value"
     );
+    anyhow::ensure!(
+        args.rounds >= 1 && args.repeat >= 1,
+        "--rounds and --repeat must be at least 1"
+    );
     let dir =
         std::env::temp_dir().join(format!("dataflux-preprocess-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -204,9 +217,10 @@ fn main() -> Result<()> {
     }
     let mean_kb = blobs.iter().map(Vec::len).sum::<usize>() as f64 / blobs.len() as f64 / 1024.0;
     println!(
-        "{} synthetic 640x480 JPEGs (quality {:?}, mean {mean_kb:.0} KiB), one thread, best of {}",
+        "{} synthetic 640x480 JPEGs (quality {:?}, mean {mean_kb:.0} KiB), one thread, best of {} rounds x {} passes",
         blobs.len(),
         args.quality,
+        args.rounds,
         args.repeat
     );
 
@@ -214,40 +228,58 @@ fn main() -> Result<()> {
     let fast = exact.clone().with_mode(PreprocessMode::Fast);
     let limits = DecodeLimits::default();
     let n = blobs.len();
-    let decode = best_rate(args.repeat, n, || {
-        for b in &blobs {
-            decode_rgb8(b, &limits)?;
+    // This VM's speed drifts by tens of percent over a minute, so ours and the baseline are
+    // measured in alternating rounds and each keeps its best.
+    let mut ours = [0f64; 5];
+    let mut baseline: Option<(f64, f64, String)> = None;
+    for _ in 0..args.rounds {
+        let rates = [
+            best_rate(args.repeat, n, || {
+                for b in &blobs {
+                    decode_rgb8(b, &limits)?;
+                }
+                Ok(())
+            })?,
+            best_rate(args.repeat, n, || {
+                for b in &blobs {
+                    decode_rgb8_draft(b, &limits, 224, 224)?;
+                }
+                Ok(())
+            })?,
+            // At 1/8 scale the IDCT, upsampling and colour conversion almost vanish: what is
+            // left is mostly entropy decoding, which no reduction avoids (the ceiling of any
+            // fast mode).
+            best_rate(args.repeat, n, || {
+                for b in &blobs {
+                    decode_rgb8_draft(b, &limits, 80, 60)?;
+                }
+                Ok(())
+            })?,
+            best_rate(args.repeat, n, || {
+                for b in &blobs {
+                    exact.preprocess(b)?;
+                }
+                Ok(())
+            })?,
+            best_rate(args.repeat, n, || {
+                for b in &blobs {
+                    fast.preprocess(b)?;
+                }
+                Ok(())
+            })?,
+        ];
+        for (best, rate) in ours.iter_mut().zip(rates) {
+            *best = best.max(rate);
         }
-        Ok(())
-    })?;
-    let draft_decode = best_rate(args.repeat, n, || {
-        for b in &blobs {
-            decode_rgb8_draft(b, &limits, 224, 224)?;
+        if let Some((t, d, versions)) = python_baseline(&args.python, &dir, args.repeat) {
+            baseline = Some(match baseline {
+                Some((bt, bd, _)) => (bt.max(t), bd.max(d), versions),
+                None => (t, d, versions),
+            });
         }
-        Ok(())
-    })?;
-    // At 1/8 scale the IDCT, upsampling and colour conversion almost vanish: what is left is
-    // mostly entropy decoding, which no reduction avoids (the ceiling of any fast mode).
-    let eighth_decode = best_rate(args.repeat, n, || {
-        for b in &blobs {
-            decode_rgb8_draft(b, &limits, 80, 60)?;
-        }
-        Ok(())
-    })?;
-    let exact_rate = best_rate(args.repeat, n, || {
-        for b in &blobs {
-            exact.preprocess(b)?;
-        }
-        Ok(())
-    })?;
-    let fast_rate = best_rate(args.repeat, n, || {
-        for b in &blobs {
-            fast.preprocess(b)?;
-        }
-        Ok(())
-    })?;
-
-    let (base, base_decode, label) = match python_baseline(&args.python, &dir) {
+    }
+    let [decode, draft_decode, eighth_decode, exact_rate, fast_rate] = ours;
+    let (base, base_decode, label) = match baseline {
         Some((t, d, versions)) => (t, d, format!("measured now ({versions})")),
         None => {
             println!(
