@@ -1,5 +1,6 @@
 //! Shared helpers for the benchmark binaries: a private fake-gcs-server preloaded from a
-//! folder, and a delaying HTTP proxy that adds a fixed latency to every request.
+//! folder, a delaying HTTP proxy that adds a fixed latency to every request, and ViT
+//! classifiers with random weights (no checkpoint can be downloaded here).
 //!
 //! The storage benches run against their own emulator (never the one tests share) on a
 //! free port, preloaded with `-data` (thousands of objects in seconds instead of minutes of
@@ -293,6 +294,30 @@ fn body_length(head: &[u8]) -> Result<u64> {
         }
     }
     Ok(0)
+}
+
+/// A classifier of shape `cfg` (224x224 input) with random weights drawn from N(0, `std`²), on
+/// the CPU.
+pub fn random_classifier(
+    cfg: dataflux_inference::ViTConfig,
+    std: f32,
+) -> Result<dataflux_inference::Classifier> {
+    use candle_core::{DType, Device, Tensor};
+    let dev = Device::Cpu;
+    let labels = cfg.id2label.len();
+    let mut tensors = std::collections::HashMap::new();
+    for (name, shape) in
+        dataflux_inference::vit::ViTForImageClassification::weight_shapes(&cfg, labels)
+    {
+        tensors.insert(name, Tensor::randn(0f32, std, shape, &dev)?);
+    }
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    Ok(dataflux_inference::Classifier::from_parts(
+        cfg,
+        dataflux_inference::PreprocessorConfig::square(224),
+        vb,
+        Path::new("random"),
+    )?)
 }
 
 /// Sets `STORAGE_EMULATOR_HOST` so that `gs://` locations opened from now on go to `url`.

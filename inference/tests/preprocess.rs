@@ -146,21 +146,28 @@ fn photo_jpeg(w: u32, h: u32) -> Result<Vec<u8>, image::ImageError> {
     Ok(out.into_inner())
 }
 
-#[test]
-fn fast_mode_is_close() -> TestResult {
+/// Mean and largest difference between fast and exact mode on a photo-like `w`x`h` JPEG
+/// resized to 224x224, in 8-bit levels (normalized with std 0.5: one level is 2/255).
+fn fast_vs_exact_levels(w: u32, h: u32) -> Result<(f32, f32), Box<dyn std::error::Error>> {
     let exact = Preprocessor::new(PreprocessorConfig::square(224));
     let fast = exact.clone().with_mode(PreprocessMode::Fast);
-    let bytes = photo_jpeg(1280, 960)?;
+    let bytes = photo_jpeg(w, h)?;
     let a = exact.preprocess(&bytes)?.pixels;
     let b = fast.preprocess(&bytes)?.pixels;
-    let diffs: Vec<f32> = a
+    let levels: Vec<f32> = a
         .iter()
         .zip(&b)
-        .map(|(x, y)| (x - y).abs() * 0.5 * 255.0)
+        .map(|(x, y)| (x - y).abs() * 127.5)
         .collect();
-    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-    let max = diffs.iter().copied().fold(0f32, f32::max);
-    eprintln!("fast vs exact on a photo-like 1280x960 JPEG: mean {mean:.3}/255, max {max:.1}/255");
+    let mean = levels.iter().sum::<f32>() / levels.len() as f32;
+    let max = levels.iter().copied().fold(0f32, f32::max);
+    eprintln!("fast vs exact on a photo-like {w}x{h} JPEG: mean {mean:.3}, max {max:.1} levels");
+    Ok((mean, max))
+}
+
+#[test]
+fn fast_mode_is_close() -> TestResult {
+    let (mean, _) = fast_vs_exact_levels(1280, 960)?;
     assert!(mean < 3.0, "mean {mean}/255");
     Ok(())
 }
@@ -190,19 +197,7 @@ fn fast_mode_decodes_large_jpegs_at_draft_scale() -> TestResult {
 
 #[test]
 fn fast_mode_is_close_at_coco_size() -> TestResult {
-    let exact = Preprocessor::new(PreprocessorConfig::square(224));
-    let fast = exact.clone().with_mode(PreprocessMode::Fast);
-    let bytes = photo_jpeg(640, 480)?;
-    let a = exact.preprocess(&bytes)?.pixels;
-    let b = fast.preprocess(&bytes)?.pixels;
-    let levels: Vec<f32> = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs() * 127.5)
-        .collect();
-    let mean = levels.iter().sum::<f32>() / levels.len() as f32;
-    let max = levels.iter().copied().fold(0f32, f32::max);
-    eprintln!("fast vs exact on a photo-like 640x480 JPEG: mean {mean:.3}, max {max:.1} levels");
+    let (mean, max) = fast_vs_exact_levels(640, 480)?;
     assert!(mean < 2.0, "mean {mean} levels");
     assert!(max < 64.0, "max {max} levels");
     Ok(())

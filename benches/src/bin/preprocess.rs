@@ -12,13 +12,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
 use clap::Parser;
+use dataflux_benches::random_classifier;
 use dataflux_inference::preprocess::{decode_rgb8, decode_rgb8_draft, scaled_jpeg_decoding};
-use dataflux_inference::vit::ViTForImageClassification;
 use dataflux_inference::{
-    Classifier, DecodeLimits, PreparedImage, PreprocessMode, Preprocessor, PreprocessorConfig,
-    ViTConfig,
+    DecodeLimits, PreparedImage, PreprocessMode, Preprocessor, PreprocessorConfig, ViTConfig,
 };
 
 /// Reference numbers from REFERENCE.md (PIL + torchvision on one core of this machine kind).
@@ -103,23 +101,12 @@ struct Agreement {
 }
 
 fn agreement(exact: &Preprocessor, fast: &Preprocessor, blobs: &[Vec<u8>]) -> Result<Agreement> {
-    let dev = Device::Cpu;
     let mut cfg = ViTConfig::vit_base_patch16_224(1000);
     cfg.hidden_size = 64;
     cfg.num_hidden_layers = 2;
     cfg.num_attention_heads = 4;
     cfg.intermediate_size = 128;
-    let mut tensors = std::collections::HashMap::new();
-    for (name, shape) in ViTForImageClassification::weight_shapes(&cfg, 1000) {
-        tensors.insert(name, Tensor::randn(0f32, 0.2, shape, &dev)?);
-    }
-    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &dev);
-    let model = Classifier::from_parts(
-        cfg,
-        PreprocessorConfig::square(224),
-        vb,
-        Path::new("random"),
-    )?;
+    let model = random_classifier(cfg, 0.2)?;
     let (mut sum, mut max, mut values) = (0f64, 0f64, 0usize);
     let mut out = Agreement {
         mean_level: 0.0,

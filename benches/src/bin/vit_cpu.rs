@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use clap::Parser;
-use dataflux_inference::vit::ViTForImageClassification;
-use dataflux_inference::{Classifier, PreprocessorConfig, ViTConfig};
+use dataflux_benches::random_classifier;
+use dataflux_inference::ViTConfig;
 
 /// REFERENCE.md: PyTorch 2.15 CPU, 2 threads, ViT-B/16 f32 batch 8.
 const REFERENCE_TORCH_PER_S: f64 = 4.5;
@@ -67,18 +67,7 @@ fn main() -> Result<()> {
         .build_global()
         .context("configuring rayon's global pool")?;
     let dev = Device::Cpu;
-    let cfg = ViTConfig::vit_base_patch16_224(1000);
-    let mut tensors = std::collections::HashMap::new();
-    for (name, shape) in ViTForImageClassification::weight_shapes(&cfg, 1000) {
-        tensors.insert(name, Tensor::randn(0f32, 0.02, shape, &dev)?);
-    }
-    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &dev);
-    let classifier = Classifier::from_parts(
-        cfg,
-        PreprocessorConfig::square(224),
-        vb,
-        Path::new("random"),
-    )?;
+    let classifier = random_classifier(ViTConfig::vit_base_patch16_224(1000), 0.02)?;
     let pixels = Tensor::randn(0f32, 1.0, (args.batch, 3, 224, 224), &dev)?;
     classifier.logits(&pixels)?;
     let mut best = f64::INFINITY;
