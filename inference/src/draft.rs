@@ -47,8 +47,8 @@ pub fn draft_reduction(width: u32, height: u32, out_width: u32, out_height: u32)
 /// header against `limits` before anything is allocated.
 ///
 /// `None` means "not for this path; decode at full size": not a JPEG, no reduction to make,
-/// a colour space libjpeg-turbo does not turn into RGB (CMYK, YCCK), a lossless JPEG, or any
-/// decoder complaint (the full decoder then reports a corrupt image in its own words, so the
+/// a colour space libjpeg-turbo does not turn into RGB (CMYK, YCCK), a lossless JPEG, an
+/// output over the allocation limit, or any decoder complaint (the full decoder then reports a corrupt image in its own words, so the
 /// error a user sees does not depend on the mode). `Some(Err)` is a header over the limits.
 #[cfg(feature = "turbojpeg")]
 pub(crate) fn decode_reduced(
@@ -99,6 +99,10 @@ pub(crate) fn decode_reduced(
         let factor = ScalingFactor::new(1, k as usize);
         decompressor.set_scaling_factor(factor).ok()?;
         let (w, h) = (factor.scale(header.width), factor.scale(header.height));
+        // Over the allocation limit: the full decoder refuses it with its own error.
+        if (w as u64) * (h as u64) * 3 > limits.max_alloc_bytes {
+            return None;
+        }
         let mut pixels = vec![0u8; w * h * 3];
         let image = Image {
             pixels: &mut pixels[..],

@@ -212,6 +212,15 @@ fn fast_mode_keeps_errors_and_limits_of_exact_mode() -> TestResult {
         fast.preprocess(&j[..j.len() / 2]).err().map(|e| e.kind()),
         Some("decode")
     );
+    // The allocation limit gives exact mode's error too.
+    let tight = fast.clone().with_limits(DecodeLimits {
+        max_alloc_bytes: 1000,
+        ..DecodeLimits::default()
+    });
+    assert_eq!(
+        tight.preprocess(&j).err().map(|e| e.kind()),
+        Some("too_large")
+    );
     // The header is checked against the limits before anything is decoded.
     let small = fast.clone().with_limits(DecodeLimits {
         max_width: 639,
