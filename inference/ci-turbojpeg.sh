@@ -27,5 +27,8 @@ fi
 cmake --version | head -n 1
 nasm -v
 
-cargo clippy -p dataflux-inference --features turbojpeg --all-targets --locked -- -D warnings
-cargo test -p dataflux-inference --features turbojpeg --locked
+# The whole workspace is selected, as in .ci/test, so that every dependency keeps the features
+# it was built with there and only the crates that use dataflux-inference are rebuilt; only the
+# preprocessing and parity tests run again.
+cargo clippy --workspace --all-targets --features dataflux-inference/turbojpeg --locked -- -D warnings
+cargo test --workspace --features dataflux-inference/turbojpeg --locked --test preprocess --test parity
