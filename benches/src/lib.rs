@@ -64,6 +64,15 @@ pub enum Backend {
     Filesystem(PathBuf),
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Memory => write!(f, "memory backend"),
+            Backend::Filesystem(root) => write!(f, "filesystem backend in {}", root.display()),
+        }
+    }
+}
+
 /// A private fake-gcs-server; killed on drop.
 pub struct Emulator {
     child: Child,

@@ -43,8 +43,15 @@ struct Args {
     /// The emulator's backend: `filesystem` (on tmpfs; lookups cost the same at any bucket
     /// size, as on GCS), `memory` (lookups scan the bucket: CPU grows with its size), or
     /// `both`, one after the other.
-    #[arg(long, default_value = "both", value_parser = ["both", "filesystem", "memory"])]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
+    backend: BackendChoice,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    Both,
+    Filesystem,
+    Memory,
 }
 
 struct Run {
@@ -162,10 +169,10 @@ fn main() -> Result<()> {
         std::env::temp_dir()
     };
     let fs_root = scratch.join(format!("dataflux-bench-compose-fs-{}", std::process::id()));
-    let backends = match args.backend.as_str() {
-        "memory" => vec![Backend::Memory],
-        "filesystem" => vec![Backend::Filesystem(fs_root.clone())],
-        _ => vec![Backend::Filesystem(fs_root.clone()), Backend::Memory],
+    let backends = match args.backend {
+        BackendChoice::Memory => vec![Backend::Memory],
+        BackendChoice::Filesystem => vec![Backend::Filesystem(fs_root.clone())],
+        BackendChoice::Both => vec![Backend::Filesystem(fs_root.clone()), Backend::Memory],
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let mut result = Ok(());
@@ -193,12 +200,8 @@ async fn run(
     let url = "gs://compose-bench/imgs/";
     let n = args.objects;
     let seq_n = args.sequential_objects.unwrap_or(n).min(n);
-    let backend_name = match backend {
-        Backend::Memory => "memory backend".to_string(),
-        Backend::Filesystem(root) => format!("filesystem backend in {}", root.display()),
-    };
     println!(
-        "\ncompose benchmark: {n} objects of ~{} B, fake-gcs-server ({backend_name}) + {} ms per request, concurrency {}",
+        "\ncompose benchmark: {n} objects of ~{} B, fake-gcs-server ({backend}) + {} ms per request, concurrency {}",
         args.size, args.latency_ms, args.concurrency
     );
     // Warm-up (connections, emulator caches), not measured.

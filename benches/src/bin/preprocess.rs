@@ -152,15 +152,16 @@ fn agreement(exact: &Preprocessor, fast: &Preprocessor, blobs: &[Vec<u8>]) -> Re
     Ok(out)
 }
 
-fn python_baseline(python: &str, dir: &Path, repeat: usize) -> Option<(f64, f64, String)> {
-    let ok = Command::new(python)
+/// Whether `python` can run the baseline (imports torch and torchvision).
+fn baseline_available(python: &str) -> bool {
+    Command::new(python)
         .args(["-c", "import torch, torchvision"])
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        return None;
-    }
+        .unwrap_or(false)
+}
+
+fn python_baseline(python: &str, dir: &Path, repeat: usize) -> Option<(f64, f64, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preprocess_baseline.py");
     let out = Command::new(python)
         .arg(script)
@@ -219,6 +220,7 @@ fn main() -> Result<()> {
     // measured in alternating rounds and each keeps its best.
     let mut ours = [0f64; 5];
     let mut baseline: Option<(f64, f64, String)> = None;
+    let has_baseline = baseline_available(&args.python);
     for _ in 0..args.rounds {
         let rates = [
             best_rate(args.repeat, n, || {
@@ -258,7 +260,10 @@ fn main() -> Result<()> {
         for (best, rate) in ours.iter_mut().zip(rates) {
             *best = best.max(rate);
         }
-        if let Some((t, d, versions)) = python_baseline(&args.python, &dir, args.repeat) {
+        let measured = has_baseline
+            .then(|| python_baseline(&args.python, &dir, args.repeat))
+            .flatten();
+        if let Some((t, d, versions)) = measured {
             baseline = Some(match baseline {
                 Some((bt, bd, _)) => (bt.max(t), bd.max(d), versions),
                 None => (t, d, versions),
