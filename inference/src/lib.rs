@@ -28,6 +28,7 @@
 
 pub mod classifier;
 pub mod config;
+mod cpu_kernels;
 pub mod device;
 mod draft;
 pub mod error;

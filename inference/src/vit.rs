@@ -9,17 +9,18 @@
 //! - query, key and value are fused into one GEMM;
 //! - the patch embedding is a reshape and a GEMM instead of a strided convolution;
 //! - the final layer norm runs on the CLS token only (it is per-token, so this is exact);
-//! - GELU on CPU f32 runs on all cores with a vectorisable rational erf (error ≤ 1e-6 against
-//!   the exact erf, see `fast_gelu_matches_exact`);
+//! - on CPU in f32, linear layers add their bias and residual inside the GEMM and apply GELU
+//!   in the same op, and attention is one fused op (see `cpu_kernels`);
 //! - a missing or mis-shaped weight is reported by its Hugging Face name with both shapes.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, IndexOp, Layout, Module, Shape, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Activation, LayerNorm, VarBuilder};
-use rayon::prelude::*;
 
 use crate::config::ViTConfig;
+use crate::cpu_kernels::{CpuAttention, CpuLinear};
 use crate::error::{Error, Result};
 
 /// Reads named tensors from the checkpoint, checking their shapes.
@@ -54,6 +55,11 @@ impl Weights<'_> {
         Ok(t)
     }
 
+    /// Whether the fused CPU f32 kernels apply.
+    fn cpu_f32(&self) -> bool {
+        self.vb.device().is_cpu() && self.vb.dtype() == DType::F32
+    }
+
     /// The leading dimension of a stored tensor, read without checking it.
     fn dim0(&self, name: &str) -> Result<usize> {
         if !self.vb.contains_tensor(name) {
@@ -79,7 +85,7 @@ impl Weights<'_> {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::Tensor { weight, bias })
     }
 
     fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
@@ -91,31 +97,74 @@ impl Weights<'_> {
 
 /// `y = x W^T + b` on a 2-D input of shape `(rows, d_in)`.
 #[derive(Debug, Clone)]
-struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+enum Linear {
+    /// Any device and dtype: candle's matmul and broadcast add.
+    Tensor {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    /// CPU f32: one GEMM that accumulates onto the bias (and residual).
+    Cpu(Arc<CpuLinear>),
 }
 
 impl Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let ys = xs.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => ys.broadcast_add(b),
-            None => Ok(ys),
+        match self {
+            Linear::Tensor { weight, bias } => {
+                let ys = xs.matmul(&weight.t()?)?;
+                match bias {
+                    Some(b) => ys.broadcast_add(b),
+                    None => Ok(ys),
+                }
+            }
+            Linear::Cpu(lin) => lin.forward(xs, false),
+        }
+    }
+
+    /// `act(x W^T + b)`, fused for the exact GELU on CPU.
+    fn forward_act(&self, xs: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+        match (self, act) {
+            (Linear::Cpu(lin), Activation::Gelu) => lin.forward(xs, true),
+            _ => act.forward(&self.forward(xs)?),
+        }
+    }
+
+    /// `x W^T + b + residual`.
+    fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Cpu(lin) => lin.forward_residual(xs, residual),
+            Linear::Tensor { .. } => self.forward(xs)? + residual,
+        }
+    }
+
+    /// Switches to the fused CPU kernels when `cpu_f32`.
+    fn prepare(self, cpu_f32: bool) -> candle_core::Result<Linear> {
+        match self {
+            Linear::Tensor { weight, bias } if cpu_f32 => Ok(Linear::Cpu(Arc::new(
+                CpuLinear::new(&weight, bias.as_ref())?,
+            ))),
+            other => Ok(other),
         }
     }
 
     /// Stacks several linears with the same input into one (rows of the outputs concatenated).
     fn fuse(parts: &[Linear]) -> candle_core::Result<Linear> {
-        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+        let mut weights = Vec::with_capacity(parts.len());
+        let mut biases = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Linear::Tensor { weight, bias } = part else {
+                candle_core::bail!("linear layers are fused before they are prepared");
+            };
+            weights.push(weight);
+            biases.extend(bias.as_ref());
+        }
         let weight = Tensor::cat(&weights, 0)?;
-        let bias = if parts.iter().all(|l| l.bias.is_some()) {
-            let biases: Vec<&Tensor> = parts.iter().filter_map(|l| l.bias.as_ref()).collect();
+        let bias = if biases.len() == parts.len() {
             Some(Tensor::cat(&biases, 0)?)
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::Tensor { weight, bias })
     }
 }
 
@@ -150,10 +199,11 @@ impl Embeddings {
         Ok(Embeddings {
             cls_token,
             position_embeddings,
-            projection: Linear {
+            projection: Linear::Tensor {
                 weight,
                 bias: Some(bias),
-            },
+            }
+            .prepare(w.cpu_f32())?,
             patch_size: p,
             grid,
             hidden_size: h,
@@ -198,23 +248,30 @@ impl Layer {
         let query = w.linear(&format!("{att}.query"), h, h, cfg.qkv_bias)?;
         let key = w.linear(&format!("{att}.key"), h, h, cfg.qkv_bias)?;
         let value = w.linear(&format!("{att}.value"), h, h, cfg.qkv_bias)?;
+        let cpu = w.cpu_f32();
         Ok(Layer {
             layernorm_before: w.layer_norm(&format!("{pre}.layernorm_before"), h, eps)?,
-            qkv: Linear::fuse(&[query, key, value])?,
-            attention_output: w.linear(&format!("{pre}.attention.output.dense"), h, h, true)?,
+            qkv: Linear::fuse(&[query, key, value])?.prepare(cpu)?,
+            attention_output: w
+                .linear(&format!("{pre}.attention.output.dense"), h, h, true)?
+                .prepare(cpu)?,
             layernorm_after: w.layer_norm(&format!("{pre}.layernorm_after"), h, eps)?,
-            intermediate: w.linear(
-                &format!("{pre}.intermediate.dense"),
-                h,
-                cfg.intermediate_size,
-                true,
-            )?,
-            output: w.linear(
-                &format!("{pre}.output.dense"),
-                cfg.intermediate_size,
-                h,
-                true,
-            )?,
+            intermediate: w
+                .linear(
+                    &format!("{pre}.intermediate.dense"),
+                    h,
+                    cfg.intermediate_size,
+                    true,
+                )?
+                .prepare(cpu)?,
+            output: w
+                .linear(
+                    &format!("{pre}.output.dense"),
+                    cfg.intermediate_size,
+                    h,
+                    true,
+                )?
+                .prepare(cpu)?,
             act: cfg.hidden_act,
             num_heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
@@ -223,10 +280,28 @@ impl Layer {
 
     /// `xs` is `(batch * tokens, hidden)`.
     fn forward(&self, xs: &Tensor, batch: usize, tokens: usize) -> candle_core::Result<Tensor> {
+        let qkv = self.qkv.forward(&xs.apply(&self.layernorm_before)?)?;
+        let context = self.attention(&qkv, batch, tokens)?;
+        let xs = self.attention_output.forward_residual(&context, xs)?;
+        let mid = self
+            .intermediate
+            .forward_act(&xs.apply(&self.layernorm_after)?, self.act)?;
+        self.output.forward_residual(&mid, &xs)
+    }
+
+    /// Multi-head self-attention from the fused `(batch * tokens, 3 * hidden)` query/key/value
+    /// rows to the `(batch * tokens, hidden)` context.
+    fn attention(&self, qkv: &Tensor, batch: usize, tokens: usize) -> candle_core::Result<Tensor> {
         let (nh, hd) = (self.num_heads, self.head_dim);
-        let qkv = self
-            .qkv
-            .forward(&xs.apply(&self.layernorm_before)?)?
+        if matches!(self.qkv, Linear::Cpu(_)) {
+            return qkv.apply_op1_no_bwd(&CpuAttention {
+                batch,
+                tokens,
+                heads: nh,
+                head_dim: hd,
+            });
+        }
+        let qkv = qkv
             .reshape((batch, tokens, 3, nh, hd))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
@@ -234,17 +309,11 @@ impl Layer {
         let k = qkv.i(1)?;
         let v = qkv.i(2)?;
         let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let context = probs
+        probs
             .matmul(&v)?
             .permute((0, 2, 1, 3))?
             .contiguous()?
-            .reshape((batch * tokens, nh * hd))?;
-        let xs = (self.attention_output.forward(&context)? + xs)?;
-        let mid = self
-            .intermediate
-            .forward(&xs.apply(&self.layernorm_after)?)?;
-        let mid = activate(&mid, self.act)?;
-        self.output.forward(&mid)? + xs
+            .reshape((batch * tokens, nh * hd))
     }
 }
 
@@ -291,7 +360,9 @@ impl ViTForImageClassification {
                 found: vec![num_labels, h],
             });
         }
-        let classifier = w.linear("classifier", h, num_labels, true)?;
+        let classifier = w
+            .linear("classifier", h, num_labels, true)?
+            .prepare(w.cpu_f32())?;
         Ok(ViTForImageClassification {
             embeddings,
             layers,
@@ -388,91 +459,5 @@ impl ViTForImageClassification {
             .i((.., 0, ..))?
             .contiguous()?;
         self.classifier.forward(&cls.apply(&self.layernorm)?)
-    }
-}
-
-/// Applies the MLP activation, using [`FastGelu`] for the exact GELU on CPU f32.
-fn activate(xs: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
-    match act {
-        Activation::Gelu if xs.device().is_cpu() && xs.dtype() == DType::F32 => {
-            xs.apply_op1_no_bwd(&FastGelu)
-        }
-        _ => act.forward(xs),
-    }
-}
-
-/// Exact (erf) GELU for CPU f32 tensors, parallel over rayon's global pool.
-struct FastGelu;
-
-impl CustomOp1 for FastGelu {
-    fn name(&self) -> &'static str {
-        "fast-gelu-erf"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("fast-gelu-erf expects f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fast-gelu-erf expects a contiguous tensor");
-        };
-        let input = &data[start..end];
-        let mut out = vec![0f32; input.len()];
-        out.par_chunks_mut(8192)
-            .zip(input.par_chunks(8192))
-            .for_each(|(o, i)| {
-                for (o, &x) in o.iter_mut().zip(i) {
-                    *o = gelu_erf(x);
-                }
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-/// `x * (1 + erf(x / sqrt 2)) / 2`.
-#[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// Rational approximation of erf on f32 (the one XLA and Eigen use; |error| ≈ 1e-7).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p + -2.101_024e-6;
-    p = x2 * p + -5.692_506_4e-5;
-    p = x2 * p + -7.349_906_3e-4;
-    p = x2 * p + -2.954_6e-3;
-    p = x2 * p + -1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
-    q = x2 * q + -1.682_827e-3;
-    q = x2 * q + -7.373_329_3e-3;
-    q = x2 * q + -1.426_474e-2;
-    x * p / q
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_gelu_matches_exact() -> candle_core::Result<()> {
-        let xs: Vec<f32> = (-20_000..20_000).map(|i| i as f32 * 6e-4).collect();
-        let t = Tensor::new(xs.as_slice(), &Device::Cpu)?;
-        let fast: Vec<f32> = t.apply_op1_no_bwd(&FastGelu)?.to_vec1()?;
-        let exact: Vec<f32> = t.gelu_erf()?.to_vec1()?;
-        let worst = fast
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 2e-6, "worst abs error {worst}");
-        Ok(())
     }
 }
