@@ -6,13 +6,12 @@
 //! The baseline runs `benches/python/preprocess_baseline.py` when `python3 -c 'import torch,
 //! torchvision'` works; otherwise the reference numbers of REFERENCE.md are printed, labelled.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use dataflux_benches::random_classifier;
 use dataflux_inference::preprocess::{decode_rgb8, decode_rgb8_draft, scaled_jpeg_decoding};
 use dataflux_inference::{
@@ -37,14 +36,39 @@ struct Args {
     /// JPEG qualities, used in turn (the issue asks for COCO-like images of quality 75–95).
     #[arg(long, value_delimiter = ',', default_value = "75,80,85,90,95")]
     quality: Vec<u8>,
+    /// Chroma subsampling of the JPEGs: 444 (full-resolution colour, as cameras' high
+    /// quality settings and the `image` crate write) or 420 (half-resolution colour both ways,
+    /// what most encoders write for web photos).
+    #[arg(long, value_enum, default_value_t = Chroma::S444)]
+    chroma: Chroma,
     /// Python interpreter with torch, torchvision and pillow.
     #[arg(long, env = "PYTHON", default_value = "python3")]
     python: String,
 }
 
+/// JPEG chroma subsampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Chroma {
+    /// 4:4:4: no subsampling.
+    #[value(name = "444")]
+    S444,
+    /// 4:2:0: chroma halved both ways.
+    #[value(name = "420")]
+    S420,
+}
+
+impl std::fmt::Display for Chroma {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chroma::S444 => "4:4:4",
+            Chroma::S420 => "4:2:0",
+        })
+    }
+}
+
 /// A deterministic photo-like 640x480 image (smooth gradients, edges, texture, noise) as a
-/// JPEG of the given quality.
-fn synthetic_jpeg(seed: u32, quality: u8) -> Result<Vec<u8>> {
+/// JPEG of the given quality and chroma subsampling.
+fn synthetic_jpeg(seed: u32, quality: u8, chroma: Chroma) -> Result<Vec<u8>> {
     let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     let mut noise = move || {
         state ^= state << 13;
@@ -71,9 +95,19 @@ fn synthetic_jpeg(seed: u32, quality: u8) -> Result<Vec<u8>> {
         let n = noise();
         image::Rgb(base.map(|v| (v + n).clamp(0, 255) as u8))
     });
-    let mut out = Cursor::new(Vec::new());
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(&img)?;
-    Ok(out.into_inner())
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(match chroma {
+        Chroma::S444 => jpeg_encoder::SamplingFactor::R_4_4_4,
+        Chroma::S420 => jpeg_encoder::SamplingFactor::R_4_2_0,
+    });
+    encoder.encode(
+        img.as_raw(),
+        w as u16,
+        h as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )?;
+    Ok(out)
 }
 
 fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -198,15 +232,16 @@ fn main() -> Result<()> {
     let mut blobs = Vec::new();
     for i in 0..args.images as u32 {
         let quality = args.quality[i as usize % args.quality.len()];
-        let b = synthetic_jpeg(i, quality)?;
+        let b = synthetic_jpeg(i, quality, args.chroma)?;
         let path: PathBuf = dir.join(format!("{i:05}.jpg"));
         std::fs::write(&path, &b).with_context(|| format!("writing {}", path.display()))?;
         blobs.push(b);
     }
     let mean_kb = blobs.iter().map(Vec::len).sum::<usize>() as f64 / blobs.len() as f64 / 1024.0;
     println!(
-        "{} synthetic 640x480 JPEGs (quality {:?}, mean {mean_kb:.0} KiB), one thread, best of {} rounds x {} passes",
+        "{} synthetic 640x480 {} JPEGs (quality {:?}, mean {mean_kb:.0} KiB), one thread, best of {} rounds x {} passes",
         blobs.len(),
+        args.chroma,
         args.quality,
         args.rounds,
         args.repeat
