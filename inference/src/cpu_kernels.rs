@@ -7,8 +7,8 @@
 //! the four big GEMMs took about 40 % of the time, against about 15 % in PyTorch, whose
 //! attention is one fused kernel. No crate offers fused CPU attention over candle tensors, so
 //! these kernels call the `gemm` crate (candle's own CPU GEMM) directly:
-//! - [`CpuLinear`]: `y = x W^T + b (+ residual)`, with the bias and residual written into the
-//!   output first and accumulated into by one GEMM, and GELU applied in the same op;
+//! - [`CpuLinear`]: `y = x W^T + b (+ residual)`: one GEMM, then one parallel pass over the
+//!   output that adds the bias and the residual and applies GELU where asked;
 //! - [`CpuAttention`]: multi-head self-attention straight from the fused `(rows, 3 * hidden)`
 //!   query/key/value matrix into the `(rows, hidden)` context, one task per (image, head),
 //!   reading query, key and value through strides instead of copies;
@@ -445,7 +445,7 @@ fn sum_lanes(xs: &[f32]) -> f32 {
 /// so that loops over it vectorise: `x = n ln 2 + r`, `e^r` by a degree-6 polynomial (Cephes'
 /// `expf` coefficients), `2^n` by exponent bits. Relative error ≤ 2e-7 (see tests).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

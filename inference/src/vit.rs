@@ -103,7 +103,7 @@ enum Linear {
         weight: Tensor,
         bias: Option<Tensor>,
     },
-    /// CPU f32: one GEMM that accumulates onto the bias (and residual).
+    /// CPU f32: one GEMM, then one pass adding the bias (and residual, and GELU).
     Cpu(Arc<CpuLinear>),
 }
 
