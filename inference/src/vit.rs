@@ -9,8 +9,8 @@
 //! - query, key and value are fused into one GEMM;
 //! - the patch embedding is a reshape and a GEMM instead of a strided convolution;
 //! - the final layer norm runs on the CLS token only (it is per-token, so this is exact);
-//! - on CPU in f32, linear layers add their bias and residual inside the GEMM and apply GELU
-//!   in the same op, and attention is one fused op (see `cpu_kernels`);
+//! - on CPU in f32, each linear layer is one GEMM plus one pass that adds the bias and the
+//!   residual and applies GELU, and attention is one fused op (see `cpu_kernels`);
 //! - a missing or mis-shaped weight is reported by its Hugging Face name with both shapes.
 
 use std::path::Path;
