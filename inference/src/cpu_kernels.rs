@@ -18,6 +18,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::simd::simd_dispatch;
+
 /// Slices a contiguous f32 CPU tensor's storage, or fails naming the op.
 fn contiguous_f32<'a>(
     op: &str,
@@ -344,38 +346,6 @@ impl CustomOp1 for CpuAttention {
         );
         Ok((CpuStorage::F32(out), Shape::from((rows, h))))
     }
-}
-
-/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function of the same
-/// arguments) compiled for AVX-512 or AVX2 when the CPU has them. The element-wise kernels are
-/// plain loops; the workspace builds for baseline x86-64, where the compiler vectorises them
-/// 4 lanes wide, and this gives them 16 (std's `is_x86_feature_detected!` caches its answer).
-macro_rules! simd_dispatch {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
-        $(#[$doc])*
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
 }
 
 simd_dispatch! {

@@ -33,6 +33,7 @@ pub mod device;
 mod draft;
 pub mod error;
 pub mod preprocess;
+mod simd;
 pub mod source;
 pub mod vit;
 

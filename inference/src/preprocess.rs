@@ -30,6 +30,7 @@ use crate::config::{PreprocessorConfig, Resample};
 use crate::draft::decode_reduced;
 pub use crate::draft::{draft_reduction, scaled_jpeg_decoding};
 use crate::error::{Error, PreprocessError, Result};
+use crate::simd::simd_dispatch;
 
 /// Limits that refuse decompression bombs before they are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,22 +244,33 @@ impl Preprocessor {
     }
 
     fn normalize(&self, rgb: &[u8]) -> Vec<f32> {
-        let plane = rgb.len() / 3;
         let mut out = vec![0f32; rgb.len()];
-        let (r, rest) = out.split_at_mut(plane);
-        let (g, b) = rest.split_at_mut(plane);
-        let [lr, lg, lb] = &*self.lut;
-        // Iterators instead of indices: no bounds checks in the loop (a u8 always indexes a
-        // 256-entry table).
-        for (px, (r, (g, b))) in rgb
-            .chunks_exact(3)
-            .zip(r.iter_mut().zip(g.iter_mut().zip(b.iter_mut())))
-        {
-            *r = lr[usize::from(px[0])];
-            *g = lg[usize::from(px[1])];
-            *b = lb[usize::from(px[2])];
-        }
+        normalize_into(&self.lut, rgb, &mut out);
         out
+    }
+}
+
+simd_dispatch! {
+    /// Looks interleaved RGB up in the per-channel tables, writing three planes (CHW) to `out`
+    /// (as long as `rgb`).
+    fn normalize_into(lut: &[[f32; 256]; 3], rgb: &[u8], out: &mut [f32]) => normalize_body
+}
+
+#[inline(always)]
+fn normalize_body(lut: &[[f32; 256]; 3], rgb: &[u8], out: &mut [f32]) {
+    let plane = rgb.len() / 3;
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    let [lr, lg, lb] = lut;
+    // Iterators instead of indices: no bounds checks in the loop (a u8 always indexes a
+    // 256-entry table).
+    for (px, (r, (g, b))) in rgb
+        .chunks_exact(3)
+        .zip(r.iter_mut().zip(g.iter_mut().zip(b.iter_mut())))
+    {
+        *r = lr[usize::from(px[0])];
+        *g = lg[usize::from(px[1])];
+        *b = lb[usize::from(px[2])];
     }
 }
 
