@@ -170,9 +170,14 @@ impl ViTConfig {
             path: path.to_path_buf(),
             reason,
         };
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.num_hidden_layers == 0 {
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.num_hidden_layers == 0
+            || self.intermediate_size == 0
+        {
             return Err(invalid(
-                "hidden_size, num_attention_heads and num_hidden_layers must be positive".into(),
+                "hidden_size, num_attention_heads, num_hidden_layers and intermediate_size must be positive"
+                    .into(),
             ));
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {

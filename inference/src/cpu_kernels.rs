@@ -43,6 +43,14 @@ fn dims2(op: &str, layout: &Layout) -> candle_core::Result<(usize, usize)> {
     }
 }
 
+/// The product of `factors`, or fails naming the op when it overflows `usize`.
+fn product(op: &str, factors: &[usize]) -> candle_core::Result<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: sizes {factors:?} overflow")))
+}
+
 /// GEMM parallelism for the calling thread's rayon pool.
 fn pool_parallelism() -> Parallelism {
     match rayon::current_num_threads() {
@@ -74,6 +82,17 @@ impl CpuLinear {
     /// Copies `weight` `(d_out, d_in)` and `bias` `(d_out)` (f32 tensors) into GEMM layout.
     pub(crate) fn new(weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Self> {
         let (d_out, d_in) = weight.dims2()?;
+        if d_out == 0 || d_in == 0 {
+            candle_core::bail!("cpu-linear: weight has an empty dimension ({d_out}, {d_in})");
+        }
+        if let Some(b) = bias {
+            if b.dims1()? != d_out {
+                candle_core::bail!(
+                    "cpu-linear: bias has {:?} values for {d_out} outputs",
+                    b.dims()
+                );
+            }
+        }
         let weight_t = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
         Ok(CpuLinear {
@@ -190,7 +209,7 @@ impl CustomOp1 for LinearOp<'_> {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let rows = self.linear.check(self.name(), layout)?;
         let xs = contiguous_f32(self.name(), storage, layout)?;
-        let mut out = vec![0f32; rows * self.linear.d_out];
+        let mut out = vec![0f32; product(self.name(), &[rows, self.linear.d_out])?];
         self.linear.gemm_into(xs, rows, &mut out);
         self.linear.epilogue(&mut out, None, self.gelu);
         Ok((CpuStorage::F32(out), Shape::from((rows, self.linear.d_out))))
@@ -225,7 +244,7 @@ impl CustomOp2 for LinearResidualOp<'_> {
                 l2.dims()
             );
         }
-        let mut out = vec![0f32; rows * n];
+        let mut out = vec![0f32; product(self.name(), &[rows, n])?];
         self.linear.gemm_into(xs, rows, &mut out);
         self.linear.epilogue(&mut out, Some(residual), false);
         Ok((CpuStorage::F32(out), Shape::from((rows, n))))
@@ -264,22 +283,31 @@ impl CustomOp1 for CpuAttention {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, t, nh, hd) = (self.batch, self.tokens, self.heads, self.head_dim);
-        let h = nh * hd;
-        let (rows, cols) = dims2(self.name(), layout)?;
-        if rows != b * t || cols != 3 * h {
+        if t == 0 || nh == 0 || hd == 0 {
             candle_core::bail!(
-                "{}: input shape ({rows}, {cols}), expected ({}, {})",
-                self.name(),
-                b * t,
-                3 * h
+                "{}: tokens {t}, heads {nh} and head_dim {hd} must be positive",
+                self.name()
+            );
+        }
+        let h = product(self.name(), &[nh, hd])?;
+        let expected = (
+            product(self.name(), &[b, t])?,
+            product(self.name(), &[3, h])?,
+        );
+        let (rows, cols) = dims2(self.name(), layout)?;
+        if (rows, cols) != expected {
+            candle_core::bail!(
+                "{}: input shape ({rows}, {cols}), expected {expected:?}",
+                self.name()
             );
         }
         let qkv = contiguous_f32(self.name(), storage, layout)?;
-        let mut out = vec![0f32; rows * h];
+        let scratch = product(self.name(), &[t, t])?;
+        let mut out = vec![0f32; product(self.name(), &[rows, h])?];
         let shared = SharedOut(out.as_mut_ptr());
         let scale = 1.0 / (hd as f32).sqrt();
         (0..b * nh).into_par_iter().for_each_init(
-            || vec![0f32; t * t],
+            || vec![0f32; scratch],
             |scores, task| {
                 let (bi, hi) = (task / nh, task % nh);
                 let base = bi * t * 3 * h + hi * hd;
@@ -512,6 +540,11 @@ mod tests {
         assert!(max_abs_diff(&no_bias.forward(&x, false)?, &x.matmul(&w.t()?)?)? < 1e-4);
         let wrong = Tensor::zeros((37, 23), DType::F32, &dev)?;
         assert!(lin.forward(&wrong, false).is_err());
+        assert!(lin.forward_residual(&x, &x).is_err());
+        let short_bias = Tensor::zeros(39, DType::F32, &dev)?;
+        assert!(CpuLinear::new(&w, Some(&short_bias)).is_err());
+        let empty = Tensor::zeros((0, 24), DType::F32, &dev)?;
+        assert!(CpuLinear::new(&empty, None).is_err());
         Ok(())
     }
 
@@ -540,6 +573,21 @@ mod tests {
             .contiguous()?
             .reshape((b * t, h))?;
         assert!(max_abs_diff(&ours, &want)? < 1e-5);
+        // Shapes that do not fit the parameters are errors, not out-of-bounds reads.
+        let wrong = |batch, tokens, heads, head_dim| {
+            qkv.apply_op1_no_bwd(&CpuAttention {
+                batch,
+                tokens,
+                heads,
+                head_dim,
+            })
+            .is_err()
+        };
+        assert!(wrong(b, t + 1, nh, hd));
+        assert!(wrong(b, t, nh, hd + 1));
+        assert!(wrong(b * t, 0, nh, hd));
+        assert!(wrong(b, t, 0, hd));
+        assert!(wrong(b, t, usize::MAX, 2));
         Ok(())
     }
 }

@@ -284,6 +284,13 @@ fn typed_load_errors() -> TestResult {
 
     let dir = tempfile::tempdir()?;
     copy_model(dir.path())?;
+    edit_config(dir.path(), "intermediate_size", serde_json::json!(0))?;
+    assert!(
+        matches!(load(dir.path()), Err(Error::InvalidConfig { reason, .. }) if reason.contains("intermediate_size"))
+    );
+
+    let dir = tempfile::tempdir()?;
+    copy_model(dir.path())?;
     std::fs::remove_file(dir.path().join("preprocessor_config.json"))?;
     edit_config(dir.path(), "image_size", serde_json::json!(32))?;
     let classifier = load(dir.path())?;
