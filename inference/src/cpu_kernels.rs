@@ -459,7 +459,10 @@ fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5e-1;
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from exponent bits without a float-to-int cast (Rust's saturating `as` keeps the
+    // loop scalar): n + 127 is in [1, 254], and adding 2^23 puts it in the low mantissa bits.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits();
+    er * f32::from_bits(biased << 23)
 }
 
 /// `x * (1 + erf(x / sqrt 2)) / 2`.
