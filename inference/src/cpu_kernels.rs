@@ -251,6 +251,93 @@ impl CustomOp2 for LinearResidualOp<'_> {
     }
 }
 
+/// Layer norm over the last dimension of a `(rows, dim)` f32 tensor: one parallel pass over
+/// rows, each row's mean and variance summed 16 lanes wide (candle-nn's CPU layer norm sums
+/// one element at a time).
+pub(crate) struct CpuLayerNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl std::fmt::Debug for CpuLayerNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuLayerNorm")
+            .field("dim", &self.weight.len())
+            .field("eps", &self.eps)
+            .finish()
+    }
+}
+
+impl CpuLayerNorm {
+    /// Copies `weight` and `bias` (f32, both `(dim)`).
+    pub(crate) fn new(weight: &Tensor, bias: &Tensor, eps: f64) -> candle_core::Result<Self> {
+        let (weight, bias) = (weight.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
+        if weight.is_empty() || weight.len() != bias.len() {
+            candle_core::bail!(
+                "cpu-layer-norm: weight has {} values, bias {}",
+                weight.len(),
+                bias.len()
+            );
+        }
+        Ok(CpuLayerNorm {
+            weight,
+            bias,
+            eps: eps as f32,
+        })
+    }
+}
+
+impl CustomOp1 for CpuLayerNorm {
+    fn name(&self) -> &'static str {
+        "cpu-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, dim) = dims2(self.name(), layout)?;
+        if dim != self.weight.len() {
+            candle_core::bail!(
+                "{}: input has {dim} columns, the weight {}",
+                self.name(),
+                self.weight.len()
+            );
+        }
+        let xs = contiguous_f32(self.name(), storage, layout)?;
+        let mut out = vec![0f32; xs.len()];
+        let rows_per_task = (8192 / dim).max(1);
+        out.par_chunks_mut(rows_per_task * dim)
+            .zip(xs.par_chunks(rows_per_task * dim))
+            .for_each(|(o, x)| layer_norm_rows(x, o, &self.weight, &self.bias, self.eps));
+        Ok((CpuStorage::F32(out), Shape::from((rows, dim))))
+    }
+}
+
+simd_dispatch! {
+    /// Layer norm of each `weight.len()`-long row of `xs` into `out`.
+    fn layer_norm_rows(xs: &[f32], out: &mut [f32], weight: &[f32], bias: &[f32], eps: f32)
+        => layer_norm_rows_body
+}
+
+#[inline(always)]
+fn layer_norm_rows_body(xs: &[f32], out: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let dim = weight.len();
+    for (x, o) in xs.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let mean = sum_lanes(x) / dim as f32;
+        for (o, &x) in o.iter_mut().zip(x) {
+            let d = x - mean;
+            *o = d * d;
+        }
+        let inv = 1.0 / (sum_lanes(o) / dim as f32 + eps).sqrt();
+        for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(weight).zip(bias) {
+            *o = (x - mean) * inv * w + b;
+        }
+    }
+}
+
 /// Multi-head self-attention on the fused query/key/value matrix of `batch` sequences of
 /// `tokens` rows: input `(batch * tokens, 3 * heads * head_dim)` with query, key and value side
 /// by side (as `Linear::fuse` stacks them), output `(batch * tokens, heads * head_dim)` with the
@@ -492,7 +579,7 @@ fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, D};
+    use candle_core::{DType, Device, Module, D};
 
     #[test]
     fn exp_is_within_2e7_relative() {
@@ -548,6 +635,23 @@ mod tests {
         assert!(CpuLinear::new(&w, Some(&short_bias)).is_err());
         let empty = Tensor::zeros((0, 24), DType::F32, &dev)?;
         assert!(CpuLinear::new(&empty, None).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norm_matches_candle() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let x = (Tensor::randn(0f32, 1.0, (45, 40), &dev)? * 3.0)?.affine(1.0, 0.5)?;
+        let w = Tensor::randn(0f32, 1.0, 40, &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 40, &dev)?;
+        let ours = x.apply_op1_no_bwd(&CpuLayerNorm::new(&w, &b, 1e-12)?)?;
+        let want = candle_nn::LayerNorm::new(w.clone(), b.clone(), 1e-12).forward(&x)?;
+        assert!(max_abs_diff(&ours, &want)? < 1e-5);
+        let wrong = Tensor::zeros((45, 39), DType::F32, &dev)?;
+        assert!(wrong
+            .apply_op1_no_bwd(&CpuLayerNorm::new(&w, &b, 1e-12)?)
+            .is_err());
+        assert!(CpuLayerNorm::new(&w, &b.narrow(0, 0, 39)?, 1e-12).is_err());
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Activation, LayerNorm, VarBuilder};
 
 use crate::config::ViTConfig;
-use crate::cpu_kernels::{CpuAttention, CpuLinear};
+use crate::cpu_kernels::{CpuAttention, CpuLayerNorm, CpuLinear};
 use crate::error::{Error, Result};
 
 /// Reads named tensors from the checkpoint, checking their shapes.
@@ -88,10 +88,31 @@ impl Weights<'_> {
         Ok(Linear::Tensor { weight, bias })
     }
 
-    fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+    fn layer_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<Norm> {
         let weight = self.get(&format!("{prefix}.weight"), &[dim])?;
         let bias = self.get(&format!("{prefix}.bias"), &[dim])?;
-        Ok(LayerNorm::new(weight, bias, eps))
+        if self.cpu_f32() {
+            return Ok(Norm::Cpu(Arc::new(CpuLayerNorm::new(&weight, &bias, eps)?)));
+        }
+        Ok(Norm::Tensor(LayerNorm::new(weight, bias, eps)))
+    }
+}
+
+/// Layer norm over the last dimension of a 2-D input.
+#[derive(Debug, Clone)]
+enum Norm {
+    /// Any device and dtype: candle-nn's.
+    Tensor(LayerNorm),
+    /// CPU f32: one parallel, vectorised pass.
+    Cpu(Arc<CpuLayerNorm>),
+}
+
+impl Module for Norm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Norm::Tensor(ln) => ln.forward(xs),
+            Norm::Cpu(ln) => xs.apply_op1_no_bwd(ln.as_ref()),
+        }
     }
 }
 
@@ -228,10 +249,10 @@ impl Embeddings {
 /// One encoder block (`vit.encoder.layer.N`): pre-norm attention and pre-norm MLP.
 #[derive(Debug, Clone)]
 struct Layer {
-    layernorm_before: LayerNorm,
+    layernorm_before: Norm,
     qkv: Linear,
     attention_output: Linear,
-    layernorm_after: LayerNorm,
+    layernorm_after: Norm,
     intermediate: Linear,
     output: Linear,
     act: Activation,
@@ -322,7 +343,7 @@ impl Layer {
 pub struct ViTForImageClassification {
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    layernorm: LayerNorm,
+    layernorm: Norm,
     classifier: Linear,
     num_labels: usize,
     image_size: usize,
