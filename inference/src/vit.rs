@@ -78,13 +78,60 @@ impl Weights<'_> {
         Ok(t.dims().first().copied().unwrap_or(0))
     }
 
-    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+    /// The weight `(d_out, d_in)` and optional bias of the linear layer at `prefix`.
+    fn linear_tensors(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let weight = self.get(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let bias = if bias {
             Some(self.get(&format!("{prefix}.bias"), &[d_out])?)
         } else {
             None
         };
+        Ok((weight, bias))
+    }
+
+    fn linear(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
+        let (weight, bias) = self.linear_tensors(prefix, d_in, d_out, bias)?;
+        self.build_linear(weight, bias)
+    }
+
+    /// Several linear layers with the same input stacked into one (outputs side by side), as
+    /// query, key and value are.
+    fn fused_linear(
+        &self,
+        prefixes: &[String],
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        let parts = prefixes
+            .iter()
+            .map(|p| self.linear_tensors(p, d_in, d_out, bias))
+            .collect::<Result<Vec<_>>>()?;
+        let weights: Vec<&Tensor> = parts.iter().map(|(w, _)| w).collect();
+        let biases: Vec<&Tensor> = parts.iter().filter_map(|(_, b)| b.as_ref()).collect();
+        let weight = Tensor::cat(&weights, 0)?;
+        let bias = if bias {
+            Some(Tensor::cat(&biases, 0)?)
+        } else {
+            None
+        };
+        self.build_linear(weight, bias)
+    }
+
+    /// The fused CPU kernel in f32 on CPU, candle's ops otherwise.
+    fn build_linear(&self, weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
+        if self.cpu_f32() {
+            return Ok(Linear::Cpu(Arc::new(CpuLinear::new(
+                &weight,
+                bias.as_ref(),
+            )?)));
+        }
         Ok(Linear::Tensor { weight, bias })
     }
 
@@ -157,36 +204,6 @@ impl Linear {
             Linear::Tensor { .. } => self.forward(xs)? + residual,
         }
     }
-
-    /// Switches to the fused CPU kernels when `cpu_f32`.
-    fn prepare(self, cpu_f32: bool) -> candle_core::Result<Linear> {
-        match self {
-            Linear::Tensor { weight, bias } if cpu_f32 => Ok(Linear::Cpu(Arc::new(
-                CpuLinear::new(&weight, bias.as_ref())?,
-            ))),
-            other => Ok(other),
-        }
-    }
-
-    /// Stacks several linears with the same input into one (rows of the outputs concatenated).
-    fn fuse(parts: &[Linear]) -> candle_core::Result<Linear> {
-        let mut weights = Vec::with_capacity(parts.len());
-        let mut biases = Vec::with_capacity(parts.len());
-        for part in parts {
-            let Linear::Tensor { weight, bias } = part else {
-                candle_core::bail!("linear layers are fused before they are prepared");
-            };
-            weights.push(weight);
-            biases.extend(bias.as_ref());
-        }
-        let weight = Tensor::cat(&weights, 0)?;
-        let bias = if biases.len() == parts.len() {
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
-        Ok(Linear::Tensor { weight, bias })
-    }
 }
 
 /// Patch projection, CLS token and position embeddings (`vit.embeddings`).
@@ -220,11 +237,7 @@ impl Embeddings {
         Ok(Embeddings {
             cls_token,
             position_embeddings,
-            projection: Linear::Tensor {
-                weight,
-                bias: Some(bias),
-            }
-            .prepare(w.cpu_f32())?,
+            projection: w.build_linear(weight, Some(bias))?,
             patch_size: p,
             grid,
             hidden_size: h,
@@ -266,33 +279,24 @@ impl Layer {
         let eps = cfg.layer_norm_eps;
         let pre = format!("vit.encoder.layer.{i}");
         let att = format!("{pre}.attention.attention");
-        let query = w.linear(&format!("{att}.query"), h, h, cfg.qkv_bias)?;
-        let key = w.linear(&format!("{att}.key"), h, h, cfg.qkv_bias)?;
-        let value = w.linear(&format!("{att}.value"), h, h, cfg.qkv_bias)?;
-        let cpu = w.cpu_f32();
+        let qkv = ["query", "key", "value"].map(|n| format!("{att}.{n}"));
         Ok(Layer {
             layernorm_before: w.layer_norm(&format!("{pre}.layernorm_before"), h, eps)?,
-            qkv: Linear::fuse(&[query, key, value])?.prepare(cpu)?,
-            attention_output: w
-                .linear(&format!("{pre}.attention.output.dense"), h, h, true)?
-                .prepare(cpu)?,
+            qkv: w.fused_linear(&qkv, h, h, cfg.qkv_bias)?,
+            attention_output: w.linear(&format!("{pre}.attention.output.dense"), h, h, true)?,
             layernorm_after: w.layer_norm(&format!("{pre}.layernorm_after"), h, eps)?,
-            intermediate: w
-                .linear(
-                    &format!("{pre}.intermediate.dense"),
-                    h,
-                    cfg.intermediate_size,
-                    true,
-                )?
-                .prepare(cpu)?,
-            output: w
-                .linear(
-                    &format!("{pre}.output.dense"),
-                    cfg.intermediate_size,
-                    h,
-                    true,
-                )?
-                .prepare(cpu)?,
+            intermediate: w.linear(
+                &format!("{pre}.intermediate.dense"),
+                h,
+                cfg.intermediate_size,
+                true,
+            )?,
+            output: w.linear(
+                &format!("{pre}.output.dense"),
+                cfg.intermediate_size,
+                h,
+                true,
+            )?,
             act: cfg.hidden_act,
             num_heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
@@ -381,9 +385,7 @@ impl ViTForImageClassification {
                 found: vec![num_labels, h],
             });
         }
-        let classifier = w
-            .linear("classifier", h, num_labels, true)?
-            .prepare(w.cpu_f32())?;
+        let classifier = w.linear("classifier", h, num_labels, true)?;
         Ok(ViTForImageClassification {
             embeddings,
             layers,
