@@ -61,6 +61,18 @@ pub struct Cursor {
     pub fingerprint: u64,
 }
 
+/// Identifies a list of objects (names, sizes, generations), stable across processes and
+/// versions: what [`Dataset::fingerprint`] and saved run plans use.
+pub fn fingerprint(objects: &[ObjectMeta]) -> u64 {
+    let mut crc = 0u32;
+    for o in objects {
+        crc = crc32c::crc32c_append(crc, o.name.as_bytes());
+        crc = crc32c::crc32c_append(crc, &o.size.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &o.generation.unwrap_or(0).to_le_bytes());
+    }
+    ((objects.len() as u64) << 32) | u64::from(crc)
+}
+
 /// A sorted listing of objects under a prefix, read through a [`Fetcher`].
 ///
 /// ```
@@ -104,6 +116,13 @@ impl Dataset {
     /// A dataset over an existing listing (for example one loaded from a manifest).
     pub fn from_listing(store: Arc<dyn Store>, listing: Listing, config: DatasetConfig) -> Self {
         let fetcher = Arc::new(Fetcher::new(store, config.fetch.clone()));
+        Self::with_fetcher(fetcher, listing, config)
+    }
+
+    /// A dataset over `listing` that reads through an existing `fetcher`, so that several
+    /// datasets (for example the chunks of a batch job) share its temporaries and its
+    /// compose switch. `config.fetch` is ignored: the fetcher's options are in force.
+    pub fn with_fetcher(fetcher: Arc<Fetcher>, listing: Listing, config: DatasetConfig) -> Self {
         Self {
             prefix: listing.prefix,
             objects: listing.objects.into(),
@@ -205,13 +224,7 @@ impl Dataset {
     /// Identifies this dataset's contents (names, sizes, generations), stable across
     /// processes and versions.
     pub fn fingerprint(&self) -> u64 {
-        let mut crc = 0u32;
-        for o in self.objects.iter() {
-            crc = crc32c::crc32c_append(crc, o.name.as_bytes());
-            crc = crc32c::crc32c_append(crc, &o.size.to_le_bytes());
-            crc = crc32c::crc32c_append(crc, &o.generation.unwrap_or(0).to_le_bytes());
-        }
-        ((self.objects.len() as u64) << 32) | u64::from(crc)
+        fingerprint(&self.objects)
     }
 
     /// A cursor at the start.

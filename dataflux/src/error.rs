@@ -144,6 +144,26 @@ impl Error {
         )
     }
 
+    /// Whether the failure was transient, even if retries have since run out: the same
+    /// request may succeed later (an outage, a timeout), so the object is not bad input.
+    ///
+    /// ```
+    /// use dataflux::{Error, Operation};
+    /// let busy = Error::Request { operation: Operation::Get, location: "gs://b/o".into(),
+    ///     status: Some(503), transient: true, message: "busy".into() };
+    /// let exhausted = Error::RetriesExhausted { attempts: 6, last: Box::new(busy) };
+    /// assert!(!exhausted.is_transient() && exhausted.is_temporary());
+    /// assert!(!Error::NotFound { location: "gs://b/o".into() }.is_temporary());
+    /// ```
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Request { transient, .. } => *transient,
+            Error::RetriesExhausted { last, .. } => last.is_temporary(),
+            Error::Task(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the object was missing.
     pub fn is_not_found(&self) -> bool {
         match self {

@@ -73,6 +73,7 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<Listing> {
             size,
             generation,
             crc32c,
+            updated: None,
         })
         .collect();
     if objects.windows(2).any(|w| w[0].name >= w[1].name) {

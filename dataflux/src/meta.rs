@@ -1,9 +1,14 @@
 //! What a listing knows about one object.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One object as listed: enough to fetch it, pin its version and verify its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Equality and hashing compare the object's identity (name, size, generation, CRC32C), not
+/// [`ObjectMeta::updated`], which is when the store last wrote it: a listing and a manifest
+/// of the same objects are equal whether or not they carry timestamps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectMeta {
     /// The full object name inside its bucket or root (no leading `/`).
     pub name: String,
@@ -15,6 +20,28 @@ pub struct ObjectMeta {
     /// CRC32C (Castagnoli) of the content, where the store reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32c: Option<u32>,
+    /// When the store last wrote the object, by the store's own clock (GCS `updated`,
+    /// `object_store`'s `last_modified`), where the request reported it. Leases compare these
+    /// timestamps with each other, never with a node's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<DateTime<Utc>>,
+}
+
+impl PartialEq for ObjectMeta {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.size == other.size
+            && self.generation == other.generation
+            && self.crc32c == other.crc32c
+    }
+}
+
+impl Eq for ObjectMeta {}
+
+impl std::hash::Hash for ObjectMeta {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.name, self.size, self.generation, self.crc32c).hash(state);
+    }
 }
 
 impl ObjectMeta {
@@ -30,6 +57,7 @@ impl ObjectMeta {
             size,
             generation: None,
             crc32c: None,
+            updated: None,
         }
     }
 

@@ -1,13 +1,10 @@
-//! The library half of the dataflux-rs binaries: everything a test wants to reach.
+//! The library half of the dataflux-rs binaries: what they share at their edge. The batch
+//! job itself is the `dataflux-pipeline` crate.
 //!
-//! - [`pipeline`]: the batch inference job (list → shard → fetch → decode → batch → infer → write).
-//! - [`output`]: result rows, committed parts, final files and summaries.
-//! - [`progress`]: progress bar or log lines.
+//! - [`cli`]: flags into typed values (configuration errors exit 2), exit codes, signals.
 //! - [`upload`]: the image uploader.
 //! - [`logging`]: log set-up for the binaries.
 
+pub mod cli;
 pub mod logging;
-pub mod output;
-pub mod pipeline;
-pub mod progress;
 pub mod upload;

@@ -181,10 +181,22 @@ fn spawn_rank(
     world: usize,
     delay_ms: u64,
 ) -> Child {
+    spawn_with(bucket, "imgs", out, run_id, rank, world, delay_ms)
+}
+
+fn spawn_with(
+    bucket: &str,
+    input: &str,
+    out: &str,
+    run_id: &str,
+    rank: usize,
+    world: usize,
+    delay_ms: u64,
+) -> Child {
     Command::new(BIN)
         .args([
             "--input",
-            &format!("gs://{bucket}/imgs"),
+            &format!("gs://{bucket}/{input}"),
             "--output",
             &format!("gs://{bucket}/{out}"),
         ])
@@ -195,14 +207,15 @@ fn spawn_rank(
             "cpu",
             "--batch-size",
             "4",
-            "--part-size",
+            "--chunk-size",
             "8",
         ])
         .args([
             "--decode-threads",
             "1",
-            "--quiet",
-            "--rendezvous-timeout-secs",
+            "--lease-secs",
+            "2",
+            "--wait-timeout-secs",
             "120",
         ])
         .args(["--batch-delay-ms", &delay_ms.to_string()])
@@ -228,21 +241,59 @@ fn wait_ok(child: Child, rank: usize) -> i32 {
     code
 }
 
-/// Reads every rank's results and errors and checks the union.
+async fn list_names(store: &Arc<dyn Store>, prefix: &str) -> Vec<String> {
+    let opts = ListOptions {
+        temp_prefix: String::new(),
+        ..Default::default()
+    };
+    list(store, prefix, &opts)
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+/// Waits until the run has `n` commits.
+async fn wait_for_commits(store: &Arc<dyn Store>, out: &str, run_id: &str, n: usize) {
+    let commits = format!("{out}/_dataflux/{run_id}/commits/");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while list_names(store, &commits).await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the run never committed {n} chunks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads every output shard's results and errors and checks the union: every good image
+/// exactly once with its label, every bad input exactly once, no shard beyond the run's,
+/// nothing temporary left. Returns the number of shards.
 async fn check_outputs(
     store: &Arc<dyn Store>,
     out: &str,
     run_id: &str,
-    world: usize,
     good: &[(String, Vec<u8>)],
     bad: &[(String, Vec<u8>)],
     expected: &HashMap<String, String>,
-) {
+) -> usize {
+    let summary: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(&format!("{out}/_job_summary_{run_id}.json"), None)
+            .await
+            .expect("job summary"),
+    )
+    .expect("json");
+    assert_eq!(summary["images_ok"], good.len() as u64);
+    assert_eq!(summary["images_failed"], bad.len() as u64);
+    let shards = summary["shards"].as_u64().expect("shards") as usize;
     let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut errors: BTreeSet<String> = BTreeSet::new();
-    for rank in 0..world {
+    for shard in 0..shards {
         let results = store
-            .get(&format!("{out}/results_{run_id}_shard_{rank}.csv"), None)
+            .get(&format!("{out}/results_{run_id}_shard_{shard}.csv"), None)
             .await
             .expect("results file");
         let mut reader = csv::ReaderBuilder::new().from_reader(&results[..]);
@@ -257,7 +308,7 @@ async fn check_outputs(
                 .push(r[1].to_string());
         }
         let errs = store
-            .get(&format!("{out}/errors_{run_id}_shard_{rank}.csv"), None)
+            .get(&format!("{out}/errors_{run_id}_shard_{shard}.csv"), None)
             .await
             .expect("errors file");
         let mut reader = csv::ReaderBuilder::new().from_reader(&errs[..]);
@@ -274,6 +325,13 @@ async fn check_outputs(
             );
         }
     }
+    assert!(
+        store
+            .head(&format!("{out}/results_{run_id}_shard_{shards}.csv"))
+            .await
+            .is_err(),
+        "no results beyond the run's {shards} shards"
+    );
     // Every good image exactly once (stems repeat across folders: count them).
     let mut want: BTreeMap<String, usize> = BTreeMap::new();
     for (name, _) in good {
@@ -299,24 +357,23 @@ async fn check_outputs(
     }
     let bad_names: BTreeSet<String> = bad.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(errors, bad_names, "one error row per bad input");
-    // Nothing temporary left: composites, rendezvous keys, parts.
-    let opts = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
-    let leftovers: Vec<String> = list(store, "", &opts)
+    // Nothing temporary left: composites, claims, commits, clock probes.
+    let leftovers: Vec<String> = list_names(store, "")
         .await
-        .expect("list bucket")
-        .objects
         .into_iter()
-        .map(|o| o.name)
-        .filter(|n| n.contains("dataflux-tmp/") || n.contains("/parts/"))
+        .filter(|n| {
+            n.contains("dataflux-tmp/")
+                || ["claims/", "commits/", "clock/", "final.json"]
+                    .iter()
+                    .any(|p| n.starts_with(&format!("{out}/_dataflux/{run_id}/{p}")))
+        })
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    shards
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_ranks_classify_everything_once_and_survive_a_kill() {
+async fn ranks_as_processes_classify_everything_once_through_kills_zombies_and_reshapes() {
     let (bucket, store) = bucket("job").await;
     let mut good: Vec<(String, Vec<u8>)> = (0..200).map(picture).collect();
     good.extend(unusual_inputs());
@@ -347,46 +404,34 @@ async fn three_ranks_classify_everything_once_and_survive_a_kill() {
         codes.contains(&3),
         "bad inputs give exit code 3 somewhere: {codes:?}"
     );
-    check_outputs(&store, "out1", "run-one", 3, &good, &bad, &expected).await;
-    let summary: serde_json::Value = serde_json::from_slice(
-        &store
-            .get("out1/_job_summary_run-one.json", None)
-            .await
-            .expect("job summary"),
-    )
-    .expect("json");
-    assert_eq!(summary["images_ok"], good.len() as u64);
-    assert_eq!(summary["images_failed"], bad.len() as u64);
+    assert_eq!(
+        check_outputs(&store, "out1", "run-one", &good, &bad, &expected).await,
+        3
+    );
 
-    // A rerun of the finished job does nothing.
+    // A rerun of the finished job does nothing, whatever the world size.
     let again = spawn_rank(&bucket, "out1", "run-one", 0, 1, 0)
         .wait_with_output()
         .expect("rerun");
     assert_eq!(again.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&again.stderr).contains("Nothing to do"));
 
-    // 2. Kill rank 1 with SIGKILL after its first committed part, restart it.
+    // The same run id for another input: exit 2, naming what changed, before any work.
+    let changed = spawn_with(&bucket, "imgs/a", "out1", "run-one", 0, 1, 0)
+        .wait_with_output()
+        .expect("changed");
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert_eq!(changed.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("input") && stderr.contains("imgs/a/"),
+        "{stderr}"
+    );
+
+    // 2. SIGKILL rank 1 of 3 after the run's first commits, restart it.
     let mut children: Vec<Option<Child>> = (0..3)
         .map(|r| Some(spawn_rank(&bucket, "out2", "run-two", r, 3, 150)))
         .collect();
-    let parts = "out2/_dataflux/run-two/parts/rank-00001/";
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let opts = ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        };
-        let committed = list(&store, parts, &opts)
-            .await
-            .expect("list parts")
-            .objects
-            .len();
-        if committed >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "rank 1 never committed a part");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_commits(&store, "out2", "run-two", 3).await;
     let mut victim = children[1].take().expect("rank 1");
     victim.kill().expect("SIGKILL");
     let status = victim.wait().expect("reap");
@@ -399,16 +444,50 @@ async fn three_ranks_classify_everything_once_and_survive_a_kill() {
     for (r, c) in children.into_iter().enumerate() {
         wait_ok(c.expect("child"), r);
     }
-    check_outputs(&store, "out2", "run-two", 3, &good, &bad, &expected).await;
-    let rank1: serde_json::Value = serde_json::from_slice(
-        &store
-            .get("out2/_SUCCESS_run-two_shard_1.json", None)
-            .await
-            .expect("success"),
-    )
-    .expect("json");
+    check_outputs(&store, "out2", "run-two", &good, &bad, &expected).await;
+
+    // 3. A zombie: two live processes of rank 0 of 1, the second started while the first
+    // runs (the 0 of 2,000 rows).
+    let first = spawn_rank(&bucket, "out3", "run-three", 0, 1, 20);
+    wait_for_commits(&store, "out3", "run-three", 1).await;
+    let second = spawn_rank(&bucket, "out3", "run-three", 0, 1, 20);
+    wait_ok(first, 0);
+    wait_ok(second, 0);
+    check_outputs(&store, "out3", "run-three", &good, &bad, &expected).await;
+
+    // 4. A resubmission with another world size while the old job still runs: 1 rank,
+    // then 2 more ranks of a world of 2 started over it.
+    let old = spawn_rank(&bucket, "out4", "run-four", 0, 1, 60);
+    wait_for_commits(&store, "out4", "run-four", 2).await;
+    let new: Vec<Child> = (0..2)
+        .map(|r| spawn_rank(&bucket, "out4", "run-four", r, 2, 0))
+        .collect();
+    wait_ok(old, 0);
+    for (r, c) in new.into_iter().enumerate() {
+        wait_ok(c, r);
+    }
+    let shards = check_outputs(&store, "out4", "run-four", &good, &bad, &expected).await;
+    assert!(shards == 1 || shards == 2, "{shards}");
+
+    // 5. SIGTERM: the rank stops within its grace with the retry code; a rerun finishes.
+    let mut child = spawn_rank(&bucket, "out5", "run-five", 0, 1, 100);
+    wait_for_commits(&store, "out5", "run-five", 1).await;
+    let asked = Instant::now();
+    nix_kill(&child, "TERM");
+    let status = child.wait().expect("reap");
+    assert_eq!(status.code(), Some(75), "SIGTERM exits with the retry code");
     assert!(
-        rank1["resumed"].as_u64().unwrap_or(0) >= 8,
-        "the restart resumed after committed parts: {rank1}"
+        asked.elapsed() < Duration::from_secs(25),
+        "within the grace"
     );
+    wait_ok(spawn_rank(&bucket, "out5", "run-five", 0, 1, 0), 0);
+    check_outputs(&store, "out5", "run-five", &good, &bad, &expected).await;
+}
+
+fn nix_kill(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
 }

@@ -160,6 +160,9 @@ fn to_meta(o: &Object) -> ObjectMeta {
         size: u64::try_from(o.size).unwrap_or(0),
         generation: Some(o.generation),
         crc32c: o.crc32c.as_deref().and_then(decode_crc32c),
+        updated: o
+            .updated
+            .and_then(|t| chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())),
     }
 }
 

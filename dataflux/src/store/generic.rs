@@ -105,6 +105,7 @@ fn to_meta(m: &object_store::ObjectMeta) -> ObjectMeta {
         size: m.size,
         generation: None,
         crc32c: None,
+        updated: Some(m.last_modified),
     }
 }
 

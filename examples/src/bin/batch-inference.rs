@@ -1,140 +1,196 @@
-//! `batch-inference`: classify every image under a prefix with a Vision Transformer and write
-//! the labels back, across any number of ranks, resumably.
+//! `batch-inference`: classify every image under a prefix and write the labels back, across
+//! any number of ranks, every image exactly once (the job is `dataflux-pipeline`'s).
 //!
-//! Exit codes: 0 all images classified (or the run had already finished), 1 fatal error,
-//! 2 usage error, 3 finished with some bad inputs (see the errors file).
+//! Exit codes: 0 done (or the run had already finished), 1 fatal error, 2 configuration
+//! error (nothing was done), 3 finished with bad inputs (see the errors files), 75 stopped
+//! early (SIGTERM, or the store unreachable past its deadline): run it again to carry on.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use dataflux_examples::output::Format;
-use dataflux_examples::pipeline::{self, JobConfig, Outcome};
+use dataflux_distributed::Topology;
+use dataflux_examples::cli::{self, DTypeArg, FormatArg};
+use dataflux_pipeline::{summary::summary_table, Job, JobSpec, Outcome, VitClassifier};
+use tokio_util::sync::CancellationToken;
 
 /// The sample images shipped with the repository (the default input).
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
 
+fn defaults() -> JobSpec {
+    JobSpec::default()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Classify every image under a prefix and write labels back, across ranks, resumably."
+    about = "Classify every image under a prefix and write labels back, across ranks, exactly once."
 )]
 struct Args {
-    /// Images to classify: gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local path.
+    /// Images: gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local path.
     #[arg(long, env = "DATAFLUX_INPUT", default_value = SAMPLES)]
     input: String,
     /// Where results go (same kinds of location).
-    #[arg(long, env = "DATAFLUX_OUTPUT", default_value = "output")]
+    #[arg(long, env = "DATAFLUX_OUTPUT", default_value_t = defaults().output.url)]
     output: String,
-    /// Hugging Face repository id, or a local checkpoint directory.
-    #[arg(
-        long,
-        env = "DATAFLUX_MODEL",
-        default_value = "google/vit-base-patch16-224"
-    )]
+    /// Hugging Face repository id (owner/name[@revision]) or a local checkpoint directory.
+    #[arg(long, env = "DATAFLUX_MODEL", default_value_t = defaults().model.source.to_string())]
     model: String,
     /// Images per forward pass.
-    #[arg(long, env = "DATAFLUX_BATCH_SIZE", default_value_t = 64)]
+    #[arg(long, env = "DATAFLUX_BATCH_SIZE", default_value_t = defaults().batch_size)]
     batch_size: usize,
     /// auto, cpu, cuda (this process's LOCAL_RANK GPU) or cuda:N.
-    #[arg(long, env = "DATAFLUX_DEVICE", default_value = "auto")]
+    #[arg(long, env = "DATAFLUX_DEVICE", default_value_t = defaults().model.device.to_string())]
     device: String,
-    /// f32, bf16 or f16 (default: f32 on CPU, bf16 on CUDA).
-    #[arg(long, env = "DATAFLUX_DTYPE")]
-    dtype: Option<String>,
+    /// Compute precision (default: f32 on CPU, bf16 on CUDA).
+    #[arg(long, env = "DATAFLUX_DTYPE", value_enum)]
+    dtype: Option<DTypeArg>,
     /// Predictions per image (more than 1 adds score and label columns).
-    #[arg(long, env = "DATAFLUX_TOP_K", default_value_t = 1)]
+    #[arg(long, env = "DATAFLUX_TOP_K", default_value_t = defaults().model.top_k)]
     top_k: usize,
     /// Result format.
-    #[arg(long, env = "DATAFLUX_FORMAT", value_enum, default_value_t = Format::Csv)]
-    format: Format,
+    #[arg(long, env = "DATAFLUX_FORMAT", value_enum, default_value_t = FormatArg::Csv)]
+    format: FormatArg,
     /// Fetch objects one by one instead of composing them (GCS).
     #[arg(long)]
     no_compose: bool,
     /// Largest temporary composite, in bytes.
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, default_value_t = defaults().max_composite_bytes)]
     max_composite_bytes: u64,
     /// Concurrent fetches.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults().concurrency)]
     concurrency: usize,
     /// MiB fetched ahead of decoding at most.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults().prefetch_bytes / (1024 * 1024))]
     prefetch_mb: u64,
     /// Decode threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().decode_threads)]
     decode_threads: usize,
     /// Fast decoding: large JPEGs decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (builds
     /// with the `turbojpeg` feature), then resized; faster, pixels slightly different.
     #[arg(long)]
     fast_decode: bool,
-    /// Run id: a rerun with the same id resumes, or does nothing if finished (default:
-    /// derived from input, output, model and format).
+    /// Run id: the same id resumes, or does nothing if finished (default: derived from the
+    /// input, model, task and format; never from the world size).
     #[arg(long, env = "DATAFLUX_RUN_ID")]
     run_id: Option<String>,
     /// Never download the model (use the cache or a local directory).
     #[arg(long)]
     offline: bool,
-    /// Images per committed part (the unit of resume).
-    #[arg(long, default_value_t = 1024)]
-    part_size: usize,
-    /// Seconds ranks wait for one another.
-    #[arg(long, default_value_t = 3600)]
-    rendezvous_timeout_secs: u64,
-    /// No progress bar or progress lines.
+    /// Images per chunk, the unit of claim, commit and resume (fixed when a run starts).
+    #[arg(long, env = "DATAFLUX_CHUNK_SIZE", default_value_t = defaults().chunk_size)]
+    chunk_size: usize,
+    /// Seconds a claim holds without renewal before another rank may take it over.
+    #[arg(long, default_value_t = defaults().lease.as_secs_f64())]
+    lease_secs: f64,
+    /// Seconds in-flight chunks get to commit after SIGTERM.
+    #[arg(long, default_value_t = defaults().grace.as_secs_f64())]
+    grace_secs: f64,
+    /// Seconds the store may fail transiently before the rank gives up (exit 75).
+    #[arg(long, default_value_t = defaults().store_deadline.as_secs_f64())]
+    store_deadline_secs: f64,
+    /// Seconds a rank waits for another (rank 0's listing, the other shards).
+    #[arg(long, default_value_t = defaults().wait_timeout.as_secs_f64())]
+    wait_timeout_secs: f64,
+    /// No backup tasks: an idle rank does not re-run chunks held long by a slow one.
     #[arg(long)]
-    quiet: bool,
+    no_speculate: bool,
     /// Pause after each batch, in milliseconds (for tests and demos).
     #[arg(long, default_value_t = 0, hide = true)]
     batch_delay_ms: u64,
+    /// Accepted for compatibility; progress is logged per committed chunk.
+    #[arg(long, hide = true)]
+    quiet: bool,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    dataflux_examples::logging::init("info");
-    let config = JobConfig {
-        input: args.input,
-        output: args.output,
-        model: args.model,
-        batch_size: args.batch_size.max(1),
-        device: args.device,
-        dtype: args.dtype,
-        top_k: args.top_k.max(1),
+fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
+    let d = defaults();
+    Ok(JobSpec {
+        input: cli::location("--input", &args.input)?,
+        output: cli::location("--output", &args.output)?,
+        run_id: args.run_id.clone(),
+        format: args.format.into(),
+        model: dataflux_pipeline::ModelSpec {
+            source: cli::model_source("--model", &args.model)?,
+            device: cli::device("--device", &args.device, topology)?,
+            dtype: args.dtype.map(Into::into),
+            top_k: args.top_k,
+            fast_decode: args.fast_decode,
+            offline: args.offline,
+        },
+        chunk_size: args.chunk_size,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency,
+        prefetch_bytes: args.prefetch_mb.saturating_mul(1024 * 1024),
         compose: !args.no_compose,
         max_composite_bytes: args.max_composite_bytes,
-        concurrency: args.concurrency.max(1),
-        prefetch_bytes: args.prefetch_mb.max(1) * 1024 * 1024,
-        format: args.format,
-        run_id: args.run_id,
         decode_threads: args.decode_threads,
-        offline: args.offline,
-        fast_decode: args.fast_decode,
-        part_size: args.part_size.max(1),
-        progress: !args.quiet,
-        rendezvous_timeout: Duration::from_secs(args.rendezvous_timeout_secs),
+        lease: cli::seconds("--lease-secs", args.lease_secs)?,
+        grace: cli::seconds("--grace-secs", args.grace_secs)?,
+        store_deadline: cli::seconds("--store-deadline-secs", args.store_deadline_secs)?,
+        wait_timeout: cli::seconds("--wait-timeout-secs", args.wait_timeout_secs)?,
+        speculate: !args.no_speculate,
         batch_delay: Duration::from_millis(args.batch_delay_ms),
+        ..d
+    })
+}
+
+async fn run(args: Args) -> ExitCode {
+    let topology = match Topology::from_env() {
+        Ok(t) => t,
+        Err(e) => return cli::config_exit(&e.to_string()),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+    let spec =
+        match spec(&args, &topology).and_then(|s| s.validate().map(|_| s).map_err(Into::into)) {
+            Ok(s) => s,
+            Err(e) => return cli::config_exit(&e.to_string()),
+        };
+    let model = match VitClassifier::load(&spec.model).await {
+        Ok(m) => Arc::new(m),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: --model {}: {e}", args.model);
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(pipeline::run(config)) {
+    let cancel = CancellationToken::new();
+    let _signals = cli::stop_on_signals(cancel.clone());
+    match Job::run(&spec, model, &topology, cancel).await {
         Ok(Outcome::AlreadyFinished { summary }) => {
             eprintln!("Nothing to do: this run already finished (summary: {summary}).");
             ExitCode::SUCCESS
         }
-        Ok(Outcome::Finished { rank, job }) => {
-            eprintln!("{}", pipeline::summary_table(&rank, job.as_deref()));
-            if rank.images_failed > 0 {
+        Ok(Outcome::Finished(f)) => {
+            eprintln!("{}", summary_table(&f));
+            if f.has_bad_inputs() {
                 ExitCode::from(3)
             } else {
                 ExitCode::SUCCESS
             }
         }
+        Ok(Outcome::Interrupted { .. }) => {
+            eprintln!("Stopped before the run finished; run it again to carry on.");
+            ExitCode::from(cli::EXIT_RETRY)
+        }
+        Err(e) if e.is_config() => cli::config_exit(&e.to_string()),
+        Err(e) if e.is_retriable() => {
+            eprintln!("error: {e}");
+            ExitCode::from(cli::EXIT_RETRY)
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    dataflux_examples::logging::init("info");
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(1)
         }
     }

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dataflux_examples::pipeline::use_fast_decode;
-use dataflux_inference::{Classifier, DecodePool, DeviceSpec, LoadOptions, ModelSource};
+use dataflux_examples::cli;
+use dataflux_inference::DecodePool;
+use dataflux_pipeline::{ModelSpec, VitClassifier};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,18 +63,23 @@ fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 fn run(args: Args) -> Result<bool> {
-    let device: DeviceSpec = args
-        .device
-        .parse()
-        .with_context(|| format!("--device {}", args.device))?;
-    let source: ModelSource = args.model.parse().unwrap_or_else(|e| match e {});
-    let mut options = LoadOptions::from_env();
-    options.offline |= args.offline;
-    let mut classifier = Classifier::load_blocking(&source, &options, device, None)
+    let spec = ModelSpec {
+        source: cli::model_source("--model", &args.model).map_err(|e| anyhow::anyhow!("{e}"))?,
+        device: args
+            .device
+            .parse()
+            .with_context(|| format!("--device {}", args.device))?,
+        dtype: None,
+        top_k: args.top_k.max(1),
+        fast_decode: args.fast_decode,
+        offline: args.offline,
+    };
+    // The same model the batch job runs, loaded the same way.
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let vit = runtime
+        .block_on(VitClassifier::load(&spec))
         .with_context(|| format!("loading model {}", args.model))?;
-    if args.fast_decode {
-        use_fast_decode(&mut classifier);
-    }
+    let classifier = vit.classifier();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -1,0 +1,159 @@
+//! What the binaries share at their edge: parsing flags into typed values (a bad one is a
+//! configuration error naming the flag, exit code 2, before any work), exit codes, and
+//! stopping on SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dataflux::Location;
+use dataflux_distributed::Topology;
+use dataflux_inference::{DType, DeviceSpec, ModelSource};
+use dataflux_pipeline::OutputFormat;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code of a configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code of a run stopped early (SIGTERM, the store unreachable past its deadline):
+/// running it again carries on. `k8s/batch-inference.yaml`'s pod failure policy retries it.
+pub const EXIT_RETRY: u8 = 75;
+
+/// A flag that cannot be used; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<dataflux_pipeline::Error> for ConfigError {
+    fn from(e: dataflux_pipeline::Error) -> Self {
+        ConfigError(e.to_string())
+    }
+}
+
+/// Prints a configuration error and returns exit code 2.
+pub fn config_exit(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// A location flag.
+pub fn location(flag: &str, value: &str) -> Result<Location, ConfigError> {
+    Location::parse(value).map_err(|e| ConfigError(format!("{flag} {value}: {e}")))
+}
+
+/// A model flag: an existing directory, or a hub id (`owner/name[@revision]`, or `name`).
+/// Something that can only be a path (absolute, `./…`, `~…`, or with more than one `/`)
+/// must be an existing directory.
+///
+/// ```
+/// use dataflux_examples::cli::model_source;
+/// assert!(model_source("--model", "google/vit-base-patch16-224").is_ok());
+/// let e = model_source("--model", "/no/such/checkpoint").unwrap_err();
+/// assert!(e.0.starts_with("--model /no/such/checkpoint"));
+/// ```
+pub fn model_source(flag: &str, value: &str) -> Result<ModelSource, ConfigError> {
+    let path = Path::new(value);
+    if path.is_dir() {
+        return Ok(ModelSource::Local(path.to_path_buf()));
+    }
+    let repo = value.split('@').next().unwrap_or(value);
+    let path_like = value.starts_with(['/', '.', '~']) || repo.matches('/').count() > 1;
+    if path_like || value.is_empty() {
+        return Err(ConfigError(format!(
+            "{flag} {value}: no such checkpoint directory (and not a hub id owner/name)"
+        )));
+    }
+    Ok(value.parse().unwrap_or_else(|e| match e {}))
+}
+
+/// A device flag; plain `cuda` is this process's GPU (`LOCAL_RANK`).
+pub fn device(flag: &str, value: &str, topology: &Topology) -> Result<DeviceSpec, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "cuda" | "gpu" => Ok(DeviceSpec::Cuda(topology.local_rank)),
+        other => other
+            .parse()
+            .map_err(|e| ConfigError(format!("{flag} {value}: {e}"))),
+    }
+}
+
+/// A duration flag in seconds.
+pub fn seconds(flag: &str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| ConfigError(format!("{flag} {value}: not a number of seconds")))
+}
+
+/// `--dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DTypeArg {
+    /// 32-bit float.
+    F32,
+    /// bfloat16 (CUDA).
+    Bf16,
+    /// float16 (CUDA).
+    F16,
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::Bf16 => DType::BF16,
+            DTypeArg::F16 => DType::F16,
+        }
+    }
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// The tutorial's CSV.
+    Csv,
+    /// JSON lines.
+    Jsonl,
+}
+
+impl From<FormatArg> for OutputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => OutputFormat::Csv,
+            FormatArg::Jsonl => OutputFormat::Jsonl,
+        }
+    }
+}
+
+/// Cancels `cancel` on SIGTERM or Ctrl-C, for as long as the returned guard lives.
+pub fn stop_on_signals(cancel: CancellationToken) -> SignalGuard {
+    SignalGuard(tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::warn!("stop requested (signal)");
+        cancel.cancel();
+    }))
+}
+
+/// Stops listening for signals when dropped.
+#[derive(Debug)]
+pub struct SignalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

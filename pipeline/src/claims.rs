@@ -1,0 +1,548 @@
+//! The chunk protocol, in one place: claims with leases, renewal, release, takeover, and
+//! create-only commits.
+//!
+//! - **Claim**: a rank claims chunk `c` by creating `claims/<c>.<attempt>` create-only; of
+//!   several ranks (or two processes of one rank) trying the same attempt, one wins.
+//! - **Lease**: the holder rewrites its claim every third of the lease. A claim whose last
+//!   write is older than the lease, by the store's own timestamps (each process reads the
+//!   store's clock by writing a probe object and reading its timestamp back), has lapsed:
+//!   another rank takes it over by creating the next attempt. Node clocks are never compared.
+//! - **Release**: a holder that gives a chunk back (a transient outage, a stop request)
+//!   empties its claim; an empty claim is free at once.
+//! - **Commit**: a chunk's rows and error rows are one object `commits/<c>`, created
+//!   create-only. A commit that finds one there (a zombie, a takeover race, a backup task)
+//!   discards its own copy: a chunk's rows are written once and never changed.
+//!
+//! Nothing here trusts a claim for correctness: claims only avoid doing work twice; the
+//! create-only commit is what makes every image's row exist exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use dataflux::{PutMode, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::layout::{shard_chunks, Layout};
+use crate::store_ops::{self, with_deadline};
+
+/// What is known of every chunk at one look at the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Board {
+    /// The run's job summary exists: another attempt finished the run.
+    pub finished: bool,
+    committed: Vec<bool>,
+    latest: Vec<Option<Seen>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    attempt: u32,
+    updated: Option<DateTime<Utc>>,
+    released: bool,
+}
+
+impl Board {
+    /// Whether every chunk is committed.
+    pub fn all_committed(&self) -> bool {
+        self.committed.iter().all(|&c| c)
+    }
+}
+
+/// What a rank should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// Claim `chunk` as `attempt`.
+    Claim { chunk: usize, attempt: u32 },
+    /// Run `chunk`, which a live rank holds, as a backup.
+    Backup { chunk: usize },
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClaimBody<'a> {
+    holder: &'a str,
+    rank: usize,
+}
+
+/// One process's side of the protocol.
+pub(crate) struct Claims {
+    store: Arc<dyn Store>,
+    layout: Layout,
+    holder: String,
+    rank: usize,
+    world: usize,
+    chunks: usize,
+    lease: Duration,
+    deadline: Duration,
+    /// Chunks this process holds → its claim's name. Renewal and release take the lock
+    /// for their writes, so a release is never followed by a renewal of the same claim.
+    held: tokio::sync::Mutex<HashMap<usize, String>>,
+    /// The chunks of `held`, readable without waiting for a renewal's writes.
+    held_snapshot: Mutex<HashSet<usize>>,
+    backups: AtomicUsize,
+    /// The store's clock as last read, and when (monotonic) it was read.
+    clock: Mutex<Option<(DateTime<Utc>, Instant)>>,
+    /// Chunks this process gave back after a transient failure: not before, and how often.
+    deferred: Mutex<HashMap<usize, (Instant, u32)>>,
+    /// When this process first saw each chunk held by someone else.
+    seen_held: Mutex<HashMap<usize, Instant>>,
+    /// Mean seconds from claim to commit here, and how many chunks measured.
+    chunk_secs: Mutex<(f64, u32)>,
+    /// Woken on every commit or release.
+    pub changed: Notify,
+}
+
+impl Claims {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        layout: Layout,
+        rank: usize,
+        world: usize,
+        chunks: usize,
+        lease: Duration,
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            store,
+            layout,
+            holder: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+            rank,
+            world,
+            chunks,
+            lease,
+            deadline,
+            held: Default::default(),
+            held_snapshot: Mutex::new(HashSet::new()),
+            backups: AtomicUsize::new(0),
+            clock: Mutex::new(None),
+            deferred: Mutex::new(HashMap::new()),
+            seen_held: Mutex::new(HashMap::new()),
+            chunk_secs: Mutex::new((0.0, 0)),
+            changed: Notify::new(),
+        }
+    }
+
+    /// This process's id in claims and temporaries.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Reads the store's clock: writes this process's probe and reads its timestamp.
+    pub async fn tick_clock(&self) -> Result<()> {
+        let name = self.layout.clock(&self.holder);
+        let at = Instant::now();
+        let meta = with_deadline(self.deadline, "reading the store's clock", || async {
+            self.store
+                .put(&name, Bytes::from(self.holder.clone()), PutMode::Overwrite)
+                .await?;
+            self.store.head(&name).await
+        })
+        .await?;
+        if let Some(t) = meta.updated {
+            if let Ok(mut c) = self.clock.lock() {
+                *c = Some((t, at));
+            }
+        } else {
+            tracing::warn!(
+                "the store reports no object timestamps: lapsed leases cannot be taken over"
+            );
+        }
+        Ok(())
+    }
+
+    /// The store's time now, estimated from the last probe plus the monotonic time since.
+    fn now(&self) -> Option<DateTime<Utc>> {
+        let c = self.clock.lock().ok()?;
+        let (t, at) = (*c)?;
+        chrono::Duration::from_std(at.elapsed()).ok().map(|d| t + d)
+    }
+
+    /// Looks at every claim and commit of the run (two listings).
+    pub async fn scan(&self) -> Result<Board> {
+        let mut board = Board {
+            finished: false,
+            committed: vec![false; self.chunks],
+            latest: vec![None; self.chunks],
+        };
+        for o in store_ops::list_all(&self.store, &self.layout.commits_dir(), self.deadline).await?
+        {
+            if let Some(c) = self
+                .layout
+                .parse_commit(&o.name)
+                .filter(|&c| c < self.chunks)
+            {
+                board.committed[c] = true;
+            }
+        }
+        for o in store_ops::list_all(&self.store, &self.layout.claims_dir(), self.deadline).await? {
+            let Some((c, attempt)) = self.layout.parse_claim(&o.name) else {
+                continue;
+            };
+            if c >= self.chunks {
+                continue;
+            }
+            let seen = Seen {
+                attempt,
+                updated: o.updated,
+                released: o.size == 0,
+            };
+            match board.latest[c] {
+                Some(s) if s.attempt >= attempt => {}
+                _ => board.latest[c] = Some(seen),
+            }
+        }
+        // Last: the summary is written before the run's commits are removed, so a board
+        // that misses removed commits sees the summary.
+        let summary = self.layout.job_summary();
+        board.finished = with_deadline(self.deadline, "checking the job summary", || {
+            store_ops::exists(self.store.as_ref(), &summary)
+        })
+        .await?;
+        Ok(board)
+    }
+
+    fn lapsed(&self, seen: &Seen, now: Option<DateTime<Utc>>) -> bool {
+        if seen.released {
+            return true;
+        }
+        match (seen.updated, now, chrono::Duration::from_std(self.lease)) {
+            (Some(updated), Some(now), Ok(lease)) => updated + lease < now,
+            _ => false,
+        }
+    }
+
+    /// The next chunk to work on: this rank's own range first, in order; then the range of
+    /// another rank with the most unclaimed chunks, from its end (its owner works from the
+    /// start); then, when idle and `speculate`, a backup of a chunk held far longer than a
+    /// chunk takes here. `None`: nothing to do now.
+    pub fn pick(&self, board: &Board, speculate: bool, backed_up: &HashSet<usize>) -> Option<Pick> {
+        let now = self.now();
+        let deferred = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+        let held = self.held_now();
+        let claimable = |c: usize| -> Option<u32> {
+            if board.committed[c] || held.contains(&c) {
+                return None;
+            }
+            if deferred
+                .get(&c)
+                .is_some_and(|(until, _)| Instant::now() < *until)
+            {
+                return None;
+            }
+            match &board.latest[c] {
+                None => Some(0),
+                Some(s) if self.lapsed(s, now) => Some(s.attempt + 1),
+                Some(_) => None,
+            }
+        };
+        for c in shard_chunks(self.rank, self.world, self.chunks) {
+            if let Some(attempt) = claimable(c) {
+                return Some(Pick::Claim { chunk: c, attempt });
+            }
+        }
+        let mut best: Option<(usize, usize, u32)> = None; // (count, chunk, attempt)
+        for r in (0..self.world).filter(|&r| r != self.rank) {
+            let open: Vec<(usize, u32)> = shard_chunks(r, self.world, self.chunks)
+                .filter_map(|c| claimable(c).map(|a| (c, a)))
+                .collect();
+            if let Some(&(c, a)) = open.last() {
+                if best.is_none_or(|(n, _, _)| open.len() > n) {
+                    best = Some((open.len(), c, a));
+                }
+            }
+        }
+        if let Some((_, chunk, attempt)) = best {
+            return Some(Pick::Claim { chunk, attempt });
+        }
+        // Chunks held elsewhere (any range: another world size may hold them).
+        let mut seen_held = self.seen_held.lock().ok()?;
+        for c in 0..self.chunks {
+            if !board.committed[c] && !held.contains(&c) && board.latest[c].is_some() {
+                seen_held.entry(c).or_insert_with(Instant::now);
+            } else {
+                seen_held.remove(&c);
+            }
+        }
+        let idle = held.is_empty() && self.backups.load(Ordering::SeqCst) == 0;
+        let (mean, measured) = self.chunk_secs.lock().map(|m| *m).unwrap_or((0.0, 0));
+        if !(speculate && idle && measured > 0) {
+            return None;
+        }
+        let patience = Duration::from_secs_f64((2.0 * mean).max(0.05));
+        let mut candidates: Vec<(Instant, usize)> = seen_held
+            .iter()
+            .filter(|(c, since)| !backed_up.contains(c) && since.elapsed() > patience)
+            .map(|(&c, &since)| (since, c))
+            .collect();
+        candidates.sort();
+        let (_, chunk) = *candidates.get(self.rank % candidates.len().max(1))?;
+        Some(Pick::Backup { chunk })
+    }
+
+    fn held_now(&self) -> HashSet<usize> {
+        self.held_snapshot
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tries to claim `chunk` as `attempt`; `true` if this process now holds it.
+    pub async fn try_claim(&self, chunk: usize, attempt: u32) -> Result<bool> {
+        let name = self.layout.claim(chunk, attempt);
+        let body = self.claim_body()?;
+        let mut held = self.held.lock().await;
+        let won = with_deadline(self.deadline, "claiming a chunk", || {
+            store_ops::create(self.store.as_ref(), &name, body.clone())
+        })
+        .await?;
+        if !won {
+            return Ok(false);
+        }
+        // Committed since the board was read: nothing to do.
+        let commit = self.layout.commit(chunk);
+        if with_deadline(self.deadline, "checking a commit", || {
+            store_ops::exists(self.store.as_ref(), &commit)
+        })
+        .await?
+        {
+            self.delete_claim(&name).await;
+            return Ok(false);
+        }
+        held.insert(chunk, name);
+        self.sync_held(&held);
+        Ok(true)
+    }
+
+    fn claim_body(&self) -> Result<Bytes> {
+        serde_json::to_vec(&ClaimBody {
+            holder: &self.holder,
+            rank: self.rank,
+        })
+        .map(Bytes::from)
+        .map_err(|e| Error::Corrupt {
+            location: self.layout.claims_dir(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn sync_held(&self, held: &HashMap<usize, String>) {
+        if let Ok(mut s) = self.held_snapshot.lock() {
+            *s = held.keys().copied().collect();
+        }
+    }
+
+    /// Rewrites every claim this process holds, and reads the store's clock again.
+    pub async fn renew(&self) {
+        {
+            let held = self.held.lock().await;
+            let Ok(body) = self.claim_body() else { return };
+            for name in held.values() {
+                if let Err(e) = self.store.put(name, body.clone(), PutMode::Overwrite).await {
+                    tracing::warn!(claim = %name, error = %e, "could not renew a claim");
+                }
+            }
+        }
+        if let Err(e) = self.tick_clock().await {
+            tracing::warn!(error = %e, "could not read the store's clock");
+        }
+    }
+
+    /// Keeps this process from claiming `chunk` again for a while after a transient
+    /// failure (0.5 s, doubling up to 32 s): other ranks may take it at once.
+    pub fn defer(&self, chunk: usize) {
+        if let Ok(mut d) = self.deferred.lock() {
+            let n = d.get(&chunk).map(|(_, n)| n + 1).unwrap_or(0);
+            let wait = Duration::from_millis(500) * 2u32.saturating_pow(n.min(6));
+            d.insert(chunk, (Instant::now() + wait, n));
+        }
+    }
+
+    /// Gives `chunk` back at once (its claim is emptied).
+    pub async fn release(&self, chunk: usize) {
+        let mut held = self.held.lock().await;
+        if let Some(name) = held.remove(&chunk) {
+            if let Err(e) = self
+                .store
+                .put(&name, Bytes::new(), PutMode::Overwrite)
+                .await
+            {
+                tracing::warn!(claim = %name, error = %e, "could not release a claim: it will lapse");
+            }
+        }
+        self.sync_held(&held);
+        drop(held);
+        self.changed.notify_waiters();
+    }
+
+    /// Releases everything this process holds (a stop, an error).
+    pub async fn release_all(&self) {
+        let chunks: Vec<usize> = self.held.lock().await.keys().copied().collect();
+        for c in chunks {
+            self.release(c).await;
+        }
+    }
+
+    /// Marks a backup task started or finished.
+    pub fn backup_started(&self) {
+        self.backups.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Commits `chunk` create-only; `true` if this copy is the commit, `false` if the chunk
+    /// was already committed (this copy is discarded). The claim is then dropped.
+    pub async fn commit(
+        &self,
+        chunk: usize,
+        body: Bytes,
+        backup: bool,
+        took: Duration,
+    ) -> Result<bool> {
+        let name = self.layout.commit(chunk);
+        let ours = with_deadline(self.deadline, "committing a chunk", || {
+            store_ops::create(self.store.as_ref(), &name, body.clone())
+        })
+        .await?;
+        if backup {
+            self.backups.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            if let Ok(mut m) = self.chunk_secs.lock() {
+                let (mean, n) = *m;
+                *m = (
+                    (mean * f64::from(n) + took.as_secs_f64()) / f64::from(n + 1),
+                    n + 1,
+                );
+            }
+            let mut held = self.held.lock().await;
+            if let Some(claim) = held.remove(&chunk) {
+                self.delete_claim(&claim).await;
+            }
+            self.sync_held(&held);
+        }
+        if let Ok(mut d) = self.deferred.lock() {
+            d.remove(&chunk);
+        }
+        self.changed.notify_waiters();
+        Ok(ours)
+    }
+
+    /// A backup that could not finish (transient failure, stop).
+    pub fn backup_abandoned(&self) {
+        self.backups.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    async fn delete_claim(&self, name: &str) {
+        if let Err(e) = self.store.delete(name).await {
+            tracing::debug!(claim = %name, error = %e, "could not delete a claim (removed at the end)");
+        }
+    }
+
+    /// Reads a committed chunk.
+    pub async fn read_commit(&self, chunk: usize) -> Result<Commit> {
+        let name = self.layout.commit(chunk);
+        let bytes = with_deadline(self.deadline, "reading a commit", || {
+            self.store.get(&name, None)
+        })
+        .await?;
+        Commit::decode(bytes).map_err(|reason| Error::Corrupt {
+            location: self.store.object_url(&name),
+            reason,
+        })
+    }
+}
+
+/// A chunk's committed rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Commit {
+    /// Rows written.
+    pub ok: u64,
+    /// Error rows written.
+    pub failed: u64,
+    /// Result rows, encoded, no header.
+    pub results: Bytes,
+    /// Error rows, encoded, no header.
+    pub errors: Bytes,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CommitHeader {
+    format: String,
+    ok: u64,
+    failed: u64,
+    results: usize,
+    errors: usize,
+}
+
+const COMMIT_FORMAT: &str = "dataflux-commit-1";
+
+impl Commit {
+    /// One object: a JSON header line, then the result rows, then the error rows.
+    pub fn encode(&self) -> Bytes {
+        let header = CommitHeader {
+            format: COMMIT_FORMAT.into(),
+            ok: self.ok,
+            failed: self.failed,
+            results: self.results.len(),
+            errors: self.errors.len(),
+        };
+        let head = serde_json::to_vec(&header).unwrap_or_default();
+        let mut buf =
+            BytesMut::with_capacity(head.len() + 1 + self.results.len() + self.errors.len());
+        buf.put_slice(&head);
+        buf.put_u8(b'\n');
+        buf.put_slice(&self.results);
+        buf.put_slice(&self.errors);
+        buf.freeze()
+    }
+
+    fn decode(bytes: Bytes) -> std::result::Result<Self, String> {
+        let nl = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("no header line")?;
+        let header: CommitHeader =
+            serde_json::from_slice(&bytes[..nl]).map_err(|e| e.to_string())?;
+        if header.format != COMMIT_FORMAT {
+            return Err(format!("format {:?}", header.format));
+        }
+        let body = bytes.slice(nl + 1..);
+        if body.len() != header.results + header.errors {
+            return Err(format!(
+                "{} bytes of rows, the header says {}",
+                body.len(),
+                header.results + header.errors
+            ));
+        }
+        Ok(Commit {
+            ok: header.ok,
+            failed: header.failed,
+            results: body.slice(..header.results),
+            errors: body.slice(header.results..),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_round_trip_and_refuse_short_bodies() {
+        let c = Commit {
+            ok: 2,
+            failed: 1,
+            results: Bytes::from_static(b"a,1\r\nb,2\r\n"),
+            errors: Bytes::from_static(b"x,decode,bad\r\n"),
+        };
+        let bytes = c.encode();
+        assert_eq!(Commit::decode(bytes.clone()).unwrap(), c);
+        let short = bytes.slice(..bytes.len() - 1);
+        assert!(Commit::decode(short).unwrap_err().contains("bytes of rows"));
+        assert!(Commit::decode(Bytes::from_static(b"no header")).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! The ViT image classifier of `dataflux-inference` as a [`BatchModel`]: top-k labels.
+
+use std::collections::BTreeMap;
+
+use dataflux_inference::preprocess::scaled_jpeg_decoding;
+use dataflux_inference::{Classifier, LoadOptions, PreparedImage, PreprocessMode};
+
+use crate::error::Result;
+use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
+use crate::spec::ModelSpec;
+
+/// Image classification with a ViT checkpoint in Hugging Face's layout. Its rows are the
+/// tutorial's: `classification` (the top label); with top-k > 1 also `score`, then
+/// `label_k`, `score_k` for k = 2..=top-k.
+#[derive(Debug)]
+pub struct VitClassifier {
+    classifier: Classifier,
+    spec: ModelSpec,
+}
+
+impl VitClassifier {
+    /// Loads the checkpoint `spec` names (hub or directory) on its device.
+    pub async fn load(spec: &ModelSpec) -> Result<Self> {
+        let mut options = LoadOptions::from_env();
+        options.offline |= spec.offline;
+        let classifier = Classifier::load(&spec.source, &options, spec.device, spec.dtype).await?;
+        Ok(Self::new(classifier, spec.clone()))
+    }
+
+    /// Wraps a loaded classifier; `spec` says top-k and the decode mode (its source is what
+    /// the run's definition records).
+    pub fn new(mut classifier: Classifier, spec: ModelSpec) -> Self {
+        if spec.fast_decode {
+            classifier.set_preprocess_mode(PreprocessMode::Fast);
+            if !scaled_jpeg_decoding() {
+                tracing::warn!("fast decoding: this build has no scaled JPEG decoder (cargo feature turbojpeg): large images are decoded at full size, then shrunk");
+            }
+        }
+        Self { classifier, spec }
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+}
+
+impl BatchModel for VitClassifier {
+    type Input = PreparedImage;
+
+    fn task(&self) -> &str {
+        "classify"
+    }
+
+    fn definition(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("source".to_string(), self.spec.source.to_string()),
+            ("top_k".to_string(), self.spec.top_k.to_string()),
+            (
+                "decode".to_string(),
+                if self.spec.fast_decode {
+                    "fast"
+                } else {
+                    "exact"
+                }
+                .to_string(),
+            ),
+        ])
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        let mut cols = vec![Column::new("classification", ColumnKind::Text)];
+        if self.spec.top_k > 1 {
+            cols.push(Column::new("score", ColumnKind::Float32));
+            for k in 2..=self.spec.top_k {
+                cols.push(Column::new(format!("label_{k}"), ColumnKind::Text));
+                cols.push(Column::new(format!("score_{k}"), ColumnKind::Float32));
+            }
+        }
+        cols
+    }
+
+    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<PreparedImage, Rejection> {
+        self.classifier
+            .preprocessor()
+            .preprocess(bytes)
+            .map_err(|e| Rejection::new(e.kind(), e.to_string()))
+    }
+
+    fn infer(&self, batch: Vec<PreparedImage>) -> std::result::Result<Vec<Row>, ModelError> {
+        let k = self.spec.top_k.max(1);
+        let predictions = self.classifier.classify(&batch, k)?;
+        Ok(predictions
+            .into_iter()
+            .map(|preds| {
+                let mut row = Vec::with_capacity(2 * k);
+                let mut it = preds.into_iter();
+                let first = it.next();
+                row.push(Value::Text(
+                    first.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
+                ));
+                if k > 1 {
+                    row.push(Value::Float32(first.map(|p| p.probability).unwrap_or(0.0)));
+                    for _ in 2..=k {
+                        let p = it.next();
+                        row.push(Value::Text(
+                            p.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
+                        ));
+                        row.push(Value::Float32(p.map(|p| p.probability).unwrap_or(0.0)));
+                    }
+                }
+                row
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,261 @@
+//! The run's outputs, built from commits only, once every chunk is committed.
+//!
+//! The number of output shards is fixed once per run by the first rank to get here
+//! (`final.json`, create-only: the world size of its attempt). Shard `s` is the
+//! concatenation of the commits of a contiguous range of chunks, so its bytes depend on the
+//! commits alone, never on which rank did what; every live rank `r` of a world of `W` writes
+//! the shards `s ≡ r (mod W)`, so that any complete attempt writes them all, whatever the
+//! world size that fixed their number. Rank 0 then waits for every shard's `_SUCCESS`,
+//! writes the job summary (the run is finished from then on) and removes the run's
+//! temporaries: claims, commits, clock probes, composites.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dataflux::{FetchOptions, Fetcher, PutMode, Store};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::claims::Claims;
+use crate::error::{Error, Result};
+use crate::layout::{shard_chunks, Layout};
+use crate::model::Column;
+use crate::plan::Index;
+use crate::rows::{header, ERRORS_HEADER};
+use crate::spec::OutputFormat;
+use crate::store_ops::{self, get_or_none, with_deadline};
+use crate::summary::{JobSummary, RankSummary, ShardSummary};
+
+#[derive(Serialize, Deserialize)]
+struct FinalPlan {
+    shards: usize,
+}
+
+/// What finalizing needs.
+pub(crate) struct Finalizer<'a> {
+    pub input: &'a Arc<dyn Store>,
+    pub output: &'a Arc<dyn Store>,
+    pub layout: &'a Layout,
+    pub index: &'a Index,
+    pub claims: &'a Claims,
+    pub format: OutputFormat,
+    pub columns: &'a [Column],
+    pub rank: usize,
+    pub world: usize,
+    pub temp_prefix: &'a str,
+    pub deadline: Duration,
+    pub wait_timeout: Duration,
+    pub poll: Duration,
+}
+
+/// What finalizing did: `None` if the run turned out to be finished by another attempt.
+pub(crate) type Finalized = Option<(Vec<ShardSummary>, Option<JobSummary>)>;
+
+impl Finalizer<'_> {
+    pub async fn run(&self, rank_summary: impl Fn() -> RankSummary) -> Result<Finalized> {
+        if self.finished().await? {
+            self.clean_up().await?;
+            return Ok(None);
+        }
+        let shards = self.shard_count().await?;
+        let mut written = Vec::new();
+        for shard in (self.rank..shards).step_by(self.world.max(1)) {
+            match self.write_shard(shard, shards).await {
+                Ok(s) => written.push(s),
+                // Commits are removed once the run is finished: another attempt got there.
+                Err(e) if self.finished().await? => {
+                    tracing::info!(error = %e, "the run finished elsewhere meanwhile");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.rank != 0 {
+            return Ok(Some((written, None)));
+        }
+        let all = self.wait_for_shards(shards).await?;
+        let rank0 = rank_summary();
+        let images_ok = all.iter().map(|s| s.images_ok).sum::<u64>();
+        let images_failed = all.iter().map(|s| s.images_failed).sum::<u64>();
+        let job = JobSummary {
+            run_id: self.layout.run_id.clone(),
+            shards,
+            chunks: self.index.chunks(),
+            images: self.index.count as u64,
+            images_ok,
+            images_failed,
+            wall_secs: rank0.wall_secs,
+            images_per_sec: if rank0.wall_secs > 0.0 {
+                (images_ok + images_failed) as f64 / rank0.wall_secs
+            } else {
+                0.0
+            },
+            shard_summaries: all,
+            rank0,
+        };
+        self.put_json(&self.layout.job_summary(), &job).await?;
+        self.clean_up().await?;
+        Ok(Some((written, Some(job))))
+    }
+
+    async fn finished(&self) -> Result<bool> {
+        let name = self.layout.job_summary();
+        with_deadline(self.deadline, "checking the job summary", || {
+            store_ops::exists(self.output.as_ref(), &name)
+        })
+        .await
+    }
+
+    /// The run's number of output shards: fixed here (this attempt's world size) unless an
+    /// earlier finisher fixed it.
+    async fn shard_count(&self) -> Result<usize> {
+        let name = self.layout.final_plan();
+        let ours = serde_json::to_vec(&FinalPlan { shards: self.world })
+            .map_err(|e| self.corrupt(&name, e))?;
+        let created = with_deadline(self.deadline, "fixing the output shards", || {
+            store_ops::create(self.output.as_ref(), &name, Bytes::from(ours.clone()))
+        })
+        .await?;
+        if created {
+            return Ok(self.world);
+        }
+        let bytes = with_deadline(self.deadline, "reading the output shards", || {
+            self.output.get(&name, None)
+        })
+        .await?;
+        let plan: FinalPlan = serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&name, e))?;
+        if plan.shards != self.world {
+            tracing::info!(
+                shards = plan.shards,
+                world_size = self.world,
+                "the run's output shards were fixed by an attempt of another world size"
+            );
+        }
+        Ok(plan.shards.max(1))
+    }
+
+    async fn write_shard(&self, shard: usize, shards: usize) -> Result<ShardSummary> {
+        let range = shard_chunks(shard, shards, self.index.chunks());
+        let commits: Vec<_> = futures::stream::iter(range.clone())
+            .map(|c| self.claims.read_commit(c))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let mut results = header(self.format, self.columns);
+        let mut errors = ERRORS_HEADER.to_vec();
+        let (mut ok, mut failed) = (0u64, 0u64);
+        for c in &commits {
+            results.extend_from_slice(&c.results);
+            errors.extend_from_slice(&c.errors);
+            ok += c.ok;
+            failed += c.failed;
+        }
+        let summary = ShardSummary {
+            shard,
+            shards,
+            chunks: (range.start, range.end),
+            images_ok: ok,
+            images_failed: failed,
+        };
+        let results = Bytes::from(results);
+        let errors = Bytes::from(errors);
+        let (results_name, errors_name) = (self.layout.results(shard), self.layout.errors(shard));
+        with_deadline(self.deadline, "writing a results file", || {
+            self.output
+                .put(&results_name, results.clone(), PutMode::Overwrite)
+        })
+        .await?;
+        with_deadline(self.deadline, "writing an errors file", || {
+            self.output
+                .put(&errors_name, errors.clone(), PutMode::Overwrite)
+        })
+        .await?;
+        self.put_json(&self.layout.success(shard), &summary).await?;
+        tracing::info!(
+            shard,
+            shards,
+            rows = ok,
+            error_rows = failed,
+            "wrote an output shard"
+        );
+        Ok(summary)
+    }
+
+    async fn wait_for_shards(&self, shards: usize) -> Result<Vec<ShardSummary>> {
+        let started = Instant::now();
+        let mut found: Vec<Option<ShardSummary>> = vec![None; shards];
+        loop {
+            for (s, slot) in found.iter_mut().enumerate().filter(|(_, f)| f.is_none()) {
+                let name = self.layout.success(s);
+                let bytes = with_deadline(self.deadline, "reading a shard's marker", || {
+                    get_or_none(self.output.as_ref(), &name)
+                })
+                .await?;
+                if let Some(b) = bytes {
+                    *slot = Some(serde_json::from_slice(&b).map_err(|e| self.corrupt(&name, e))?);
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                return Ok(found.into_iter().flatten().collect());
+            }
+            if started.elapsed() > self.wait_timeout {
+                let missing: Vec<usize> = (0..shards).filter(|&s| found[s].is_none()).collect();
+                return Err(Error::Timeout {
+                    what: format!("the ranks writing output shards {missing:?}"),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.poll.min(Duration::from_millis(500))).await;
+        }
+    }
+
+    /// Removes the run's temporaries (any attempt's): claims, commits, clock probes, the
+    /// final plan, composites in the input.
+    async fn clean_up(&self) -> Result<()> {
+        let mut removed = 0;
+        for dir in [
+            self.layout.claims_dir(),
+            self.layout.commits_dir(),
+            self.layout.clock_dir(),
+        ] {
+            removed += store_ops::delete_all(self.output, &dir, self.deadline).await?;
+        }
+        let name = self.layout.final_plan();
+        with_deadline(self.deadline, "removing the final plan", || {
+            self.output.delete(&name)
+        })
+        .await?;
+        let sweeper = Fetcher::new(
+            self.input.clone(),
+            FetchOptions {
+                temp_prefix: self.temp_prefix.to_string(),
+                run_id: self.layout.run_id.clone(),
+                ..Default::default()
+            },
+        );
+        removed += with_deadline(self.deadline, "sweeping the run's composites", || {
+            sweeper.sweep()
+        })
+        .await?;
+        tracing::info!(removed, "removed the run's temporaries");
+        Ok(())
+    }
+
+    async fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let body =
+            Bytes::from(serde_json::to_vec_pretty(value).map_err(|e| self.corrupt(name, e))?);
+        with_deadline(self.deadline, "writing a summary", || {
+            self.output.put(name, body.clone(), PutMode::Overwrite)
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn corrupt(&self, name: &str, e: serde_json::Error) -> Error {
+        Error::Corrupt {
+            location: self.output.object_url(name),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! [`Job::run`]: one process's part of a run, from the plan to the outputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dataflux::{DatasetConfig, FetchOptions, Fetcher, ListOptions, PutMode, Store};
+use dataflux_distributed::Topology;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::claims::Claims;
+use crate::cpu_pool::{panic_message, CpuPool};
+use crate::error::{Error, Result};
+use crate::finalize::Finalizer;
+use crate::layout::Layout;
+use crate::model::BatchModel;
+use crate::plan::Planner;
+use crate::spec::{default_run_id, JobSpec};
+use crate::stages::commit::{CommitConfig, CommitCounts};
+use crate::stages::{batch, claim, commit, decode, fetch, infer};
+use crate::store_ops::{self, with_deadline};
+use crate::summary::{Finished, Outcome, RankSummary, StageTimes};
+
+/// A partial batch leaves after this long without a new item.
+const BATCH_LINGER: Duration = Duration::from_millis(100);
+
+/// The stores a job reads and writes (opened from the spec's locations by [`Job::run`];
+/// given directly, for example wrapped in a fault-injecting store, to [`Job::run_on`]).
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Where the images are.
+    pub input: Arc<dyn Store>,
+    /// Where results (and the run's bookkeeping) go.
+    pub output: Arc<dyn Store>,
+}
+
+/// The batch job.
+#[derive(Debug)]
+pub struct Job;
+
+enum StageOut {
+    Done,
+    Busy(Duration),
+    Counts(CommitCounts),
+}
+
+impl Job {
+    /// Runs this process's part of the job described by `spec` with `model`, as `topology`'s
+    /// rank: opens the spec's locations, then [`Job::run_on`].
+    pub async fn run<M: BatchModel>(
+        spec: &JobSpec,
+        model: Arc<M>,
+        topology: &Topology,
+        cancel: CancellationToken,
+    ) -> Result<Outcome> {
+        spec.validate()?;
+        let input = spec.input.open().await.map_err(|e| Error::Config {
+            setting: "--input",
+            reason: e.to_string(),
+        })?;
+        let output =
+            spec.output
+                .open_for_write()
+                .await
+                .map_err(|source| Error::OutputNotWritable {
+                    location: spec.output.url.clone(),
+                    source,
+                })?;
+        Self::run_on(Stores { input, output }, spec, model, topology, cancel).await
+    }
+
+    /// Runs the job over given stores (`spec.input`'s and `spec.output`'s prefixes apply).
+    ///
+    /// Cancelling `cancel` (SIGTERM) stops claiming; chunks in flight get `spec.grace` to
+    /// commit, then are released; the result is then [`Outcome::Interrupted`].
+    pub async fn run_on<M: BatchModel>(
+        stores: Stores,
+        spec: &JobSpec,
+        model: Arc<M>,
+        topology: &Topology,
+        cancel: CancellationToken,
+    ) -> Result<Outcome> {
+        let wall = Instant::now();
+        spec.validate()?;
+        let definition = spec.definition(model.task(), model.definition());
+        let run_id = spec
+            .run_id
+            .clone()
+            .unwrap_or_else(|| default_run_id(&definition));
+        let layout = Layout {
+            prefix: spec.output.prefix.clone(),
+            run_id: run_id.clone(),
+            format: spec.format,
+        };
+        let Stores { input, output } = stores;
+        tracing::info!(rank = topology.rank, world_size = topology.world_size, %run_id, "starting");
+        check_writable(&output, &layout, spec.store_deadline, &spec.output.url).await?;
+
+        let t = Instant::now();
+        let index = Planner {
+            input: &input,
+            input_prefix: &spec.input.prefix,
+            output: &output,
+            layout: &layout,
+            definition: &definition,
+            chunk_size: spec.chunk_size,
+            lister: topology.rank == 0,
+            wait_timeout: spec.wait_timeout,
+            poll: spec.poll,
+            store_deadline: spec.store_deadline,
+        }
+        .index()
+        .await?;
+        let mut stages = StageTimes {
+            plan: t.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        let summary_name = layout.job_summary();
+        if with_deadline(spec.store_deadline, "checking the job summary", || {
+            store_ops::exists(output.as_ref(), &summary_name)
+        })
+        .await?
+        {
+            let summary = output.object_url(&summary_name);
+            tracing::info!("run {run_id} already finished ({summary}): nothing to do");
+            return Ok(Outcome::AlreadyFinished { summary });
+        }
+
+        let claims = Arc::new(Claims::new(
+            output.clone(),
+            layout.clone(),
+            topology.rank,
+            topology.world_size,
+            index.chunks(),
+            spec.lease,
+            spec.store_deadline,
+        ));
+        claims.tick_clock().await?;
+        let pool = Arc::new(CpuPool::new(spec.decode_threads)?);
+        let temp_prefix = ListOptions::default().temp_prefix;
+        let fetcher = Arc::new(Fetcher::new(
+            input.clone(),
+            FetchOptions {
+                compose: spec.compose,
+                max_composite_bytes: spec.max_composite_bytes,
+                temp_prefix: temp_prefix.clone(),
+                // Per process: a zombie never sweeps the live process's composites.
+                run_id: format!("{run_id}/{}", claims.holder()),
+                concurrency: spec.concurrency,
+                ..Default::default()
+            },
+        ));
+        let dataset_config = DatasetConfig {
+            concurrency: spec.concurrency,
+            prefetch_bytes: spec.prefetch_bytes,
+            ..Default::default()
+        };
+        tracing::info!(
+            chunks = index.chunks(),
+            images = index.count,
+            holder = claims.holder(),
+            decode_threads = pool.threads(),
+            "claiming chunks"
+        );
+        let before = input.stats().snapshot();
+
+        // claim → fetch → decode → batch → infer → commit, one bounded channel between each.
+        let (chunk_tx, chunk_rx) = mpsc::channel(1);
+        let (bytes_tx, bytes_rx) = mpsc::channel(spec.batch_size.max(16));
+        let (input_tx, input_rx) = mpsc::channel(spec.batch_size);
+        let (batch_tx, batch_rx) = mpsc::channel(2);
+        let (row_tx, row_rx) = mpsc::channel(2);
+        let renew_stop = CancellationToken::new();
+        let mut set: JoinSet<Result<StageOut>> = JoinSet::new();
+        let mut names: HashMap<tokio::task::Id, &'static str> = HashMap::new();
+        let claim_config = claim::ClaimConfig {
+            output: output.clone(),
+            layout: layout.clone(),
+            index: index.clone(),
+            speculate: spec.speculate,
+            poll: spec.poll,
+            deadline: spec.store_deadline,
+        };
+        let queue = pool.threads() * 4;
+        {
+            let c = claims.clone();
+            let stop = cancel.clone();
+            let id = set
+                .spawn(async move {
+                    claim::run(claim_config, c, stop, chunk_tx)
+                        .await
+                        .map(|_| StageOut::Done)
+                })
+                .id();
+            names.insert(id, "claim");
+            let (f, c, stop, cfg) = (
+                fetcher.clone(),
+                claims.clone(),
+                cancel.clone(),
+                dataset_config,
+            );
+            let id = set
+                .spawn(async move {
+                    fetch::run(f, cfg, c, stop, chunk_rx, bytes_tx)
+                        .await
+                        .map(|_| StageOut::Done)
+                })
+                .id();
+            names.insert(id, "fetch");
+            let (m, p) = (model.clone(), pool.clone());
+            let id = set
+                .spawn(async move {
+                    decode::run(m, p, queue, bytes_rx, input_tx)
+                        .await
+                        .map(|_| StageOut::Done)
+                })
+                .id();
+            names.insert(id, "decode");
+            let size = spec.batch_size;
+            let id = set
+                .spawn(async move {
+                    batch::run(size, BATCH_LINGER, input_rx, batch_tx)
+                        .await
+                        .map(|_| StageOut::Done)
+                })
+                .id();
+            names.insert(id, "batch");
+            let (m, delay) = (model.clone(), spec.batch_delay);
+            let id = set
+                .spawn(async move {
+                    infer::run(m, delay, batch_rx, row_tx)
+                        .await
+                        .map(StageOut::Busy)
+                })
+                .id();
+            names.insert(id, "infer");
+            let cfg = CommitConfig {
+                format: spec.format,
+                columns: model.columns(),
+                deadline: spec.store_deadline,
+            };
+            let c = claims.clone();
+            let id = set
+                .spawn(async move { commit::run(cfg, c, row_rx).await.map(StageOut::Counts) })
+                .id();
+            names.insert(id, "commit");
+            let (c, stop, every) = (claims.clone(), renew_stop.clone(), spec.lease / 3);
+            let id = set
+                .spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return Ok(StageOut::Done),
+                            _ = tokio::time::sleep(every) => c.renew().await,
+                        }
+                    }
+                })
+                .id();
+            names.insert(id, "renew");
+        }
+
+        // Supervise: the first error (or panic) ends the job; a stop request starts the grace.
+        let mut counts = CommitCounts::default();
+        let mut failure: Option<Error> = None;
+        let mut grace_until: Option<tokio::time::Instant> = None;
+        let mut timed_out = false;
+        loop {
+            let grace = async {
+                match grace_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = set.join_next_with_id() => match joined {
+                    None => break,
+                    Some(Ok((id, Ok(out)))) => {
+                        match out {
+                            StageOut::Busy(d) => stages.infer = d.as_secs_f64(),
+                            StageOut::Counts(c) => counts = c,
+                            StageOut::Done => {}
+                        }
+                        if names.get(&id) == Some(&"commit") {
+                            renew_stop.cancel();
+                        }
+                    }
+                    Some(Ok((_, Err(e)))) => {
+                        failure = Some(e);
+                        break;
+                    }
+                    Some(Err(join)) => {
+                        let stage = names.get(&join.id()).copied().unwrap_or("a stage");
+                        failure = Some(if join.is_panic() {
+                            Error::StagePanicked { stage, message: panic_message(&*join.into_panic()) }
+                        } else {
+                            Error::Disconnected(stage)
+                        });
+                        break;
+                    }
+                },
+                _ = cancel.cancelled(), if grace_until.is_none() => {
+                    tracing::info!(grace_secs = spec.grace.as_secs_f64(), "stop requested: no new chunks; committing or releasing those in flight");
+                    grace_until = Some(tokio::time::Instant::now() + spec.grace);
+                }
+                _ = grace => {
+                    tracing::warn!("grace period over: releasing the chunks still in flight");
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+        if failure.is_some() || timed_out {
+            set.abort_all();
+            // Every task is joined; a real error is preferred to its knock-on effects.
+            while let Some(joined) = set.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    if matches!(failure, None | Some(Error::Disconnected(_))) {
+                        failure = Some(e);
+                    }
+                }
+            }
+            claims.release_all().await;
+        }
+        fetcher.settle(Duration::from_secs(30)).await;
+        if let Err(e) = fetcher.sweep().await {
+            tracing::warn!(error = %e, "could not remove this process's composites (the run's end removes them)");
+        }
+        let requests = input.stats().snapshot().since(&before);
+        let rank_summary = |stages: StageTimes| RankSummary {
+            rank: topology.rank,
+            world_size: topology.world_size,
+            holder: claims.holder().to_string(),
+            counts,
+            wall_secs: wall.elapsed().as_secs_f64(),
+            stages,
+            requests,
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if cancel.is_cancelled() {
+            return Ok(Outcome::Interrupted {
+                rank: Box::new(rank_summary(stages)),
+            });
+        }
+
+        let t = Instant::now();
+        let finalizer = Finalizer {
+            input: &input,
+            output: &output,
+            layout: &layout,
+            index: &index,
+            claims: &claims,
+            format: spec.format,
+            columns: &model.columns(),
+            rank: topology.rank,
+            world: topology.world_size,
+            temp_prefix: &temp_prefix,
+            deadline: spec.store_deadline,
+            wait_timeout: spec.wait_timeout,
+            poll: spec.poll,
+        };
+        let finalized = finalizer
+            .run(|| {
+                let mut s = stages;
+                s.finalize = t.elapsed().as_secs_f64();
+                rank_summary(s)
+            })
+            .await?;
+        stages.finalize = t.elapsed().as_secs_f64();
+        match finalized {
+            None => Ok(Outcome::AlreadyFinished {
+                summary: output.object_url(&summary_name),
+            }),
+            Some((shards, job)) => Ok(Outcome::Finished(Box::new(Finished {
+                rank: rank_summary(stages),
+                shards,
+                job,
+            }))),
+        }
+    }
+}
+
+/// Writes and removes a probe object: an output that cannot be written is a configuration
+/// error, found before any work.
+async fn check_writable(
+    output: &Arc<dyn Store>,
+    layout: &Layout,
+    deadline: Duration,
+    url: &str,
+) -> Result<()> {
+    let name = layout.clock(&format!("probe-{}", uuid::Uuid::new_v4().simple()));
+    let probe = with_deadline(deadline, "probing the output", || {
+        output.put(&name, Bytes::from_static(b"probe"), PutMode::Overwrite)
+    })
+    .await;
+    match probe {
+        Ok(_) => {}
+        Err(Error::Store { source, .. }) => {
+            return Err(Error::OutputNotWritable {
+                location: url.to_string(),
+                source,
+            })
+        }
+        Err(e) => return Err(e),
+    }
+    with_deadline(deadline, "removing the output probe", || {
+        output.delete(&name)
+    })
+    .await
+}

@@ -1,0 +1,235 @@
+//! The job's typed specification. [`JobSpec::default`] is the one place defaults live: the
+//! binaries take theirs from it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dataflux::Location;
+use dataflux_inference::{DType, DeviceSpec, ModelSource};
+
+use crate::error::{Error, Result};
+
+/// How result rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// `image_id,<columns>` with Python `csv`'s minimal quoting and `\r\n`, as the GKE
+    /// tutorial writes it.
+    Csv,
+    /// One JSON object per line: `image_id`, `object` and every column.
+    Jsonl,
+}
+
+impl OutputFormat {
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Which checkpoint to load and how (used by the models this crate ships, such as
+/// [`crate::VitClassifier`]; a user's own model may ignore it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Hub repository or local directory.
+    pub source: ModelSource,
+    /// Where to run it.
+    pub device: DeviceSpec,
+    /// Compute precision (`None`: f32 on CPU, bf16 on CUDA).
+    pub dtype: Option<DType>,
+    /// Predictions per image (classification).
+    pub top_k: usize,
+    /// Reduced-scale JPEG decoding (faster, pixels slightly different).
+    pub fast_decode: bool,
+    /// Never download: use the hub cache or a local directory.
+    pub offline: bool,
+}
+
+/// Everything a job needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    /// The images: `gs://`, `s3://`, `file://`, a local path or `memory://`, with a prefix.
+    pub input: Location,
+    /// Where results go (same kinds).
+    pub output: Location,
+    /// The run id; derived from what defines the results when `None` (never from the world
+    /// size, so a resubmission with another node count is the same run).
+    pub run_id: Option<String>,
+    /// Result format.
+    pub format: OutputFormat,
+    /// The checkpoint.
+    pub model: ModelSpec,
+    /// Images per chunk: the unit of claim, commit and resume. Fixed per run.
+    pub chunk_size: usize,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Concurrent fetches.
+    pub concurrency: usize,
+    /// Bytes fetched ahead of decoding at most.
+    pub prefetch_bytes: u64,
+    /// Composed download (GCS).
+    pub compose: bool,
+    /// Largest temporary composite.
+    pub max_composite_bytes: u64,
+    /// Decode threads; 0: every core.
+    pub decode_threads: usize,
+    /// How long a claim holds without renewal (renewed every third of it). A dead or hung
+    /// holder's chunks are taken over once it lapses.
+    pub lease: Duration,
+    /// How often a rank with nothing to claim looks again.
+    pub poll: Duration,
+    /// An idle rank also runs chunks that live ranks hold but have not committed (backup
+    /// tasks: the first commit wins), so that a straggler does not hold the job.
+    pub speculate: bool,
+    /// After a stop request (SIGTERM), how long in-flight chunks may take to commit before
+    /// they are released.
+    pub grace: Duration,
+    /// How long the store may keep failing transiently before the rank gives up (it exits
+    /// with a retriable error; nothing committed is redone).
+    pub store_deadline: Duration,
+    /// How long a rank waits for another (rank 0's index, the other shards' files).
+    pub wait_timeout: Duration,
+    /// A pause after each batch (demos and tests that need a slow job).
+    pub batch_delay: Duration,
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        Self {
+            input: local("images"),
+            output: local("output"),
+            run_id: None,
+            format: OutputFormat::Csv,
+            model: ModelSpec {
+                source: ModelSource::Hub {
+                    repo: "google/vit-base-patch16-224".into(),
+                    revision: None,
+                },
+                device: DeviceSpec::Auto,
+                dtype: None,
+                top_k: 1,
+                fast_decode: false,
+                offline: false,
+            },
+            chunk_size: 1024,
+            batch_size: 64,
+            concurrency: 16,
+            prefetch_bytes: 256 * 1024 * 1024,
+            compose: true,
+            max_composite_bytes: 32 * 1024 * 1024,
+            decode_threads: 0,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            speculate: true,
+            grace: Duration::from_secs(20),
+            store_deadline: Duration::from_secs(600),
+            wait_timeout: Duration::from_secs(3600),
+            batch_delay: Duration::ZERO,
+        }
+    }
+}
+
+fn local(dir: &str) -> Location {
+    let root = std::path::absolute(dir).unwrap_or_else(|_| std::path::PathBuf::from(dir));
+    Location {
+        url: dir.to_string(),
+        backend: dataflux::Backend::Local { root },
+        prefix: String::new(),
+    }
+}
+
+impl JobSpec {
+    /// Checks the settings that have limits; the error names the setting as a flag.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--chunk-size", self.chunk_size),
+            ("--batch-size", self.batch_size),
+            ("--concurrency", self.concurrency),
+            ("--top-k", self.model.top_k),
+        ];
+        for (setting, value) in positive {
+            if value == 0 {
+                return Err(Error::Config {
+                    setting,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.prefetch_bytes == 0 {
+            return Err(Error::Config {
+                setting: "--prefetch-mb",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.lease < Duration::from_millis(300) {
+            return Err(Error::Config {
+                setting: "--lease-secs",
+                reason: format!("{:?} is too short to renew", self.lease),
+            });
+        }
+        if let Some(id) = &self.run_id {
+            let ok = !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(Error::Config {
+                    setting: "--run-id",
+                    reason: format!("{id:?}: use letters, digits, '-', '_' and '.'"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What defines this job's results: the input, the output format, the model's task and
+    /// definition. Saved with the run and compared on every start.
+    pub fn definition(
+        &self,
+        task: &str,
+        model: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut d: BTreeMap<String, String> = model
+            .into_iter()
+            .map(|(k, v)| (format!("model.{k}"), v))
+            .collect();
+        d.insert("input".into(), canonical_url(&self.input));
+        d.insert("format".into(), self.format.extension().into());
+        d.insert("task".into(), task.into());
+        d
+    }
+}
+
+/// A location as a URL that does not depend on how it was typed (`dir`, `./dir/`, `file:///abs/dir`).
+pub fn canonical_url(location: &Location) -> String {
+    use dataflux::Backend;
+    match &location.backend {
+        Backend::Gcs { bucket } => format!("gs://{bucket}/{}", location.prefix),
+        Backend::S3 { bucket } => format!("s3://{bucket}/{}", location.prefix),
+        Backend::Local { root } => format!("file://{}/{}", root.display(), location.prefix),
+        Backend::Memory { name } => format!("memory://{name}/{}", location.prefix),
+    }
+}
+
+/// The default run id: a stable hash of the job's definition.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let a = BTreeMap::from([("input".to_string(), "gs://b/x/".to_string())]);
+/// let b = BTreeMap::from([("input".to_string(), "gs://b/y/".to_string())]);
+/// let id = dataflux_pipeline::spec::default_run_id(&a);
+/// assert!(id.starts_with("run-") && id != dataflux_pipeline::spec::default_run_id(&b));
+/// ```
+pub fn default_run_id(definition: &BTreeMap<String, String>) -> String {
+    let mut crc = 0u32;
+    for (k, v) in definition {
+        crc = crc32c::crc32c_append(crc, k.as_bytes());
+        crc = crc32c::crc32c_append(crc, b"\0");
+        crc = crc32c::crc32c_append(crc, v.as_bytes());
+        crc = crc32c::crc32c_append(crc, b"\n");
+    }
+    format!("run-{crc:08x}")
+}

@@ -1,0 +1,107 @@
+//! claim: picks chunks (this rank's range first, then others' unclaimed or lapsed chunks,
+//! then backups when idle), claims them and hands them on with their objects, until every
+//! chunk of the run is committed or the job is asked to stop.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataflux::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::carrier::Chunk;
+use crate::claims::{Claims, Pick};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::plan::{load_chunk, Index};
+
+/// Where the claim stage reads chunk manifests from, and how it waits.
+pub(crate) struct ClaimConfig {
+    pub output: Arc<dyn Store>,
+    pub layout: Layout,
+    pub index: Index,
+    pub speculate: bool,
+    pub poll: Duration,
+    pub deadline: Duration,
+}
+
+pub(crate) async fn run(
+    config: ClaimConfig,
+    claims: Arc<Claims>,
+    stop: CancellationToken,
+    tx: mpsc::Sender<Arc<Chunk>>,
+) -> Result<()> {
+    let mut board = claims.scan().await?;
+    let mut backed_up: HashSet<usize> = HashSet::new();
+    loop {
+        if stop.is_cancelled() || board.finished {
+            return Ok(());
+        }
+        let pick = claims.pick(&board, config.speculate, &backed_up);
+        let (chunk, backup) = match pick {
+            Some(Pick::Claim { chunk, attempt }) => {
+                if !claims.try_claim(chunk, attempt).await? {
+                    board = claims.scan().await?;
+                    continue;
+                }
+                (chunk, false)
+            }
+            Some(Pick::Backup { chunk }) => {
+                tracing::info!(chunk, "running a backup of a chunk held elsewhere for long");
+                backed_up.insert(chunk);
+                claims.backup_started();
+                (chunk, true)
+            }
+            None => {
+                if board.all_committed() {
+                    return Ok(());
+                }
+                // Wait for a commit or release here, or look again after `poll`.
+                let changed = claims.changed.notified();
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep(config.poll) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                board = claims.scan().await?;
+                continue;
+            }
+        };
+        let objects = match load_chunk(
+            config.output.as_ref(),
+            &config.layout,
+            &config.index,
+            chunk,
+            config.deadline,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                give_back(&claims, chunk, backup).await;
+                return Err(e);
+            }
+        };
+        let item = Arc::new(Chunk {
+            id: chunk,
+            start: config.index.chunk_range(chunk).start,
+            objects,
+            backup,
+            taken: Instant::now(),
+        });
+        if tx.send(item).await.is_err() {
+            give_back(&claims, chunk, backup).await;
+            return Err(Error::Disconnected("claim"));
+        }
+    }
+}
+
+/// Hands back a chunk that will not be processed here.
+pub(crate) async fn give_back(claims: &Claims, chunk: usize, backup: bool) {
+    if backup {
+        claims.backup_abandoned();
+    } else {
+        claims.release(chunk).await;
+    }
+}
