@@ -18,7 +18,9 @@
 //! - SIGTERM and SIGINT are forwarded to every child's process group. When a child fails,
 //!   the others get SIGTERM (and SIGKILL after `--grace-period-s`), and the launcher exits
 //!   with the first failing child's code (128 + signal for a child killed by a signal);
-//!   it exits 0 when every child succeeds.
+//!   it exits 0 when every child succeeds. Codes in `--finished-codes` (default 3, the batch
+//!   job's "finished with bad inputs") are not failures: the others go on, and the launcher
+//!   exits with the highest such code.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -58,6 +60,11 @@ pub struct LaunchArgs {
     /// Seconds between SIGTERM and SIGKILL when stopping children.
     #[arg(long, default_value_t = 30)]
     pub grace_period_s: u64,
+    /// Exit codes that mean a child finished its part (the batch job's 3: done, with bad
+    /// inputs): the others go on; the launcher exits with the highest of them when no child
+    /// failed.
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub finished_codes: Vec<i32>,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
@@ -78,6 +85,8 @@ pub struct Plan {
     pub command: Vec<String>,
     /// SIGTERM-to-SIGKILL delay.
     pub grace_period: Duration,
+    /// Non-zero exit codes that are not failures (see [`LaunchArgs::finished_codes`]).
+    pub finished_codes: Vec<i32>,
 }
 
 impl LaunchArgs {
@@ -140,6 +149,7 @@ impl LaunchArgs {
             common_env,
             command: self.command.clone(),
             grace_period: Duration::from_secs(self.grace_period_s),
+            finished_codes: self.finished_codes.clone(),
         })
     }
 }
@@ -236,6 +246,7 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
     }
 
     let mut first_failure: Option<i32> = None;
+    let mut finished_code = 0;
     let mut kill_at: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -249,7 +260,9 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
                         1
                     }
                 };
-                if code != 0 && first_failure.is_none() {
+                if plan.finished_codes.contains(&code) {
+                    finished_code = finished_code.max(code);
+                } else if code != 0 && first_failure.is_none() {
                     tracing::error!(local_rank, code, "child failed; stopping the others");
                     first_failure = Some(code);
                     signal_all(&groups, Signal::SIGTERM);
@@ -273,7 +286,7 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
             }
         }
     }
-    Ok(first_failure.unwrap_or(0))
+    Ok(first_failure.unwrap_or(finished_code))
 }
 
 async fn sleep_until(at: Option<Instant>) {

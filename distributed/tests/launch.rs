@@ -210,3 +210,20 @@ fn sigterm_is_forwarded_to_every_child() {
         "children exited 0 after the signal"
     );
 }
+
+#[test]
+fn a_child_finished_with_bad_inputs_does_not_stop_the_others() {
+    // Rank 0 exits 3 at once (the job's "finished with bad inputs"); rank 1 still works for
+    // a while, then succeeds: it is not stopped, and the launcher reports 3.
+    let script = r#"if [ "$LOCAL_RANK" = 0 ]; then exit 3; else sleep 0.5; echo survived; fi"#;
+    let out = launcher(&["--nproc-per-node", "2", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sorted_lines(&out.stdout), ["survived"]);
+}

@@ -49,17 +49,24 @@ enum StageOut {
 
 impl Job {
     /// Runs this process's part of the job described by `spec` with `model`, as `topology`'s
-    /// rank: opens the spec's locations, then [`Job::run_on`].
+    /// rank: [`Job::preflight`], then [`Job::run_on`].
     pub async fn run<M: BatchModel>(
         spec: &JobSpec,
         model: Arc<M>,
         topology: &Topology,
         cancel: CancellationToken,
     ) -> Result<Outcome> {
+        let stores = Self::preflight(spec).await?;
+        Self::run_on(stores, spec, model, topology, cancel).await
+    }
+
+    /// What can be checked before any work (before a model is even loaded): the settings,
+    /// that the input opens and that the output can be written. Returns the opened stores.
+    pub async fn preflight(spec: &JobSpec) -> Result<Stores> {
         spec.validate()?;
         let input = spec.input.open().await.map_err(|e| Error::Config {
             setting: "--input",
-            reason: e.to_string(),
+            reason: format!("{}: {e}", spec.input.url),
         })?;
         let output =
             spec.output
@@ -69,7 +76,14 @@ impl Job {
                     location: spec.output.url.clone(),
                     source,
                 })?;
-        Self::run_on(Stores { input, output }, spec, model, topology, cancel).await
+        check_writable(
+            &output,
+            &spec.output.prefix,
+            spec.store_deadline,
+            &spec.output.url,
+        )
+        .await?;
+        Ok(Stores { input, output })
     }
 
     /// Runs the job over given stores (`spec.input`'s and `spec.output`'s prefixes apply).
@@ -97,7 +111,6 @@ impl Job {
         };
         let Stores { input, output } = stores;
         tracing::info!(rank = topology.rank, world_size = topology.world_size, %run_id, "starting");
-        check_writable(&output, &layout, spec.store_deadline, &spec.output.url).await?;
 
         let t = Instant::now();
         let index = Planner {
@@ -387,11 +400,11 @@ impl Job {
 /// error, found before any work.
 async fn check_writable(
     output: &Arc<dyn Store>,
-    layout: &Layout,
+    prefix: &str,
     deadline: Duration,
     url: &str,
 ) -> Result<()> {
-    let name = layout.clock(&format!("probe-{}", uuid::Uuid::new_v4().simple()));
+    let name = format!("{prefix}_dataflux/.probe-{}", uuid::Uuid::new_v4().simple());
     let probe = with_deadline(deadline, "probing the output", || {
         output.put(&name, Bytes::from_static(b"probe"), PutMode::Overwrite)
     })

@@ -146,6 +146,14 @@ async fn run(args: Args) -> ExitCode {
             Ok(s) => s,
             Err(e) => return cli::config_exit(&e.to_string()),
         };
+    let stores = match Job::preflight(&spec).await {
+        Ok(s) => s,
+        Err(e) if e.is_config() => return cli::config_exit(&e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let model = match VitClassifier::load(&spec.model).await {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -155,7 +163,7 @@ async fn run(args: Args) -> ExitCode {
     };
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
-    match Job::run(&spec, model, &topology, cancel).await {
+    match Job::run_on(stores, &spec, model, &topology, cancel).await {
         Ok(Outcome::AlreadyFinished { summary }) => {
             eprintln!("Nothing to do: this run already finished (summary: {summary}).");
             ExitCode::SUCCESS
