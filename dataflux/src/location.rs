@@ -9,8 +9,11 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 use crate::store::gcs::GcsStore;
 use crate::store::generic::GenericStore;
+use crate::store::http::HttpTimeouts;
+use crate::store::retrying::layered;
 use crate::store::Store;
 
 /// Where a location's objects live.
@@ -143,11 +146,18 @@ impl Location {
     }
 
     async fn open_inner(&self, create: bool) -> Result<Arc<dyn Store>> {
+        let timeouts = HttpTimeouts::default();
         let store: Arc<dyn Store> = match &self.backend {
-            Backend::Gcs { bucket } => Arc::new(GcsStore::connect(bucket).await?),
+            Backend::Gcs { bucket } => Arc::new(GcsStore::connect_with(bucket, &timeouts).await?),
             Backend::S3 { bucket } => {
                 let s3 = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_client_options(timeouts.client_options())
+                    // Exactly one retry layer: ours (RetryStore), not object_store's too.
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: 0,
+                        ..Default::default()
+                    })
                     .build()
                     .map_err(|e| Error::InvalidLocation {
                         url: self.url.clone(),
@@ -170,7 +180,7 @@ impl Location {
                 Arc::new(GenericStore::new(inner, format!("memory://{name}"), false))
             }
         };
-        Ok(store)
+        Ok(layered(store, RetryPolicy::default()))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Exponential backoff with full jitter for transient failures.
+//! Exponential backoff with full jitter for transient failures, up to a deadline per
+//! operation (as Google's client libraries retry: exponential backoff within minutes).
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use crate::stats::Stats;
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 disables retries).
     pub max_attempts: u32,
+    /// No retry starts later than this after the operation's first attempt: a GCS outage of
+    /// seconds is ridden out, a store down for minutes is reported.
+    pub deadline: Duration,
     /// Upper bound of the first wait.
     pub initial_backoff: Duration,
     /// Upper bound of any wait.
@@ -24,9 +28,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
+            max_attempts: u32::MAX,
+            deadline: Duration::from_secs(120),
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(16),
             multiplier: 2.0,
         }
     }
@@ -40,7 +45,8 @@ impl RetryPolicy {
         Duration::from_secs_f64(rand::rng().random_range(0.0..=bound))
     }
 
-    /// Runs `attempt` until it succeeds, fails permanently, or attempts run out.
+    /// Runs `attempt` until it succeeds, fails permanently, or attempts or the deadline run
+    /// out.
     ///
     /// ```
     /// # tokio_test();
@@ -67,13 +73,18 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let started = tokio::time::Instant::now();
         let mut tries = 0u32;
         loop {
             tries += 1;
-            match attempt().await {
+            let result = attempt().await;
+            let left = self.deadline.saturating_sub(started.elapsed());
+            match result {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && tries < self.max_attempts.max(1) => {
-                    let wait = self.backoff(tries - 1);
+                Err(e)
+                    if e.is_transient() && tries < self.max_attempts.max(1) && !left.is_zero() =>
+                {
+                    let wait = self.backoff(tries - 1).min(left);
                     tracing::debug!(error = %e, attempt = tries, ?wait, "transient failure, retrying");
                     stats.add_retry();
                     tokio::time::sleep(wait).await;

@@ -46,6 +46,22 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// Zeroed counters.
+    pub const fn new() -> Self {
+        Self {
+            list: AtomicU64::new(0),
+            get: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            put: AtomicU64::new(0),
+            delete: AtomicU64::new(0),
+            compose: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
     /// Counts one request of `op` (each attempt counts, retries included).
     pub fn record(&self, op: Operation) {
         let counter = match op {

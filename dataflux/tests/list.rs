@@ -131,10 +131,13 @@ async fn sequential_listing_pages_with_max_results_on_emulator() {
 #[tokio::test]
 async fn missing_bucket_fails_at_once_naming_it() {
     let Some(_) = emulator() else { return };
-    let store: Arc<dyn Store> = Arc::new(
-        dataflux::store::gcs::GcsStore::connect("no-such-bucket-here")
-            .await
-            .expect("connect"),
+    let store: Arc<dyn Store> = dataflux::store::retrying::layered(
+        Arc::new(
+            dataflux::store::gcs::GcsStore::connect("no-such-bucket-here")
+                .await
+                .expect("connect"),
+        ),
+        dataflux::RetryPolicy::default(),
     );
     let err = list(&store, "", &ListOptions::default()).await.unwrap_err();
     assert!(

@@ -61,7 +61,10 @@ async fn emulator_bucket(tag: &str) -> Option<(String, Arc<dyn Store>)> {
         "creating bucket: {}",
         resp.status()
     );
-    let store: Arc<dyn Store> = Arc::new(GcsStore::connect(&bucket).await.expect("connect"));
+    let store: Arc<dyn Store> = dataflux::store::retrying::layered(
+        Arc::new(GcsStore::connect(&bucket).await.expect("connect")),
+        dataflux::RetryPolicy::default(),
+    );
     Some((bucket, store))
 }
 

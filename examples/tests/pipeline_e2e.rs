@@ -47,7 +47,10 @@ async fn bucket(tag: &str) -> (String, Arc<dyn Store>) {
         "create bucket: {}",
         resp.status()
     );
-    let store: Arc<dyn Store> = Arc::new(GcsStore::connect(&name).await.expect("connect"));
+    let store: Arc<dyn Store> = dataflux::store::retrying::layered(
+        Arc::new(GcsStore::connect(&name).await.expect("connect")),
+        dataflux::RetryPolicy::default(),
+    );
     (name, store)
 }
 

@@ -27,8 +27,7 @@ use gcloud_storage::http::Error as GcsError;
 use super::{Capabilities, Page, PageRequest, PutMode, Store, MAX_PAGE};
 use crate::error::{status_is_transient, Error, Operation, Result};
 use crate::meta::ObjectMeta;
-use crate::retry::RetryPolicy;
-use crate::stats::Stats;
+use crate::store::http::HttpTimeouts;
 
 /// The variable Google's client libraries read to find an emulator.
 pub const EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
@@ -38,8 +37,6 @@ pub struct GcsStore {
     client: Client,
     bucket: String,
     url: String,
-    retry: RetryPolicy,
-    stats: Stats,
 }
 
 impl fmt::Debug for GcsStore {
@@ -66,7 +63,16 @@ impl GcsStore {
     /// Connects to `bucket`: the emulator when `STORAGE_EMULATOR_HOST` is set, else GCS with
     /// Application Default Credentials.
     pub async fn connect(bucket: &str) -> Result<Self> {
-        let config =
+        Self::connect_with(bucket, &HttpTimeouts::default()).await
+    }
+
+    /// [`GcsStore::connect`] with the given request timeouts.
+    pub async fn connect_with(bucket: &str, timeouts: &HttpTimeouts) -> Result<Self> {
+        let http = timeouts.gcs_client().map_err(|e| Error::InvalidLocation {
+            url: format!("gs://{bucket}"),
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
+        let mut config =
             match emulator_endpoint() {
                 Some(endpoint) => ClientConfig {
                     storage_endpoint: endpoint,
@@ -81,6 +87,7 @@ impl GcsStore {
                     }
                 })?,
             };
+        config.http = Some(http);
         Ok(Self::with_client(Client::new(config), bucket))
     }
 
@@ -90,15 +97,7 @@ impl GcsStore {
             client,
             bucket: bucket.to_string(),
             url: format!("gs://{bucket}"),
-            retry: RetryPolicy::default(),
-            stats: Stats::default(),
         }
-    }
-
-    /// Replaces the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
     }
 
     /// The bucket's name.
@@ -196,10 +195,6 @@ impl Store for GcsStore {
         }
     }
 
-    fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
         let max = req.max_results.clamp(1, MAX_PAGE);
         let request = ListObjectsRequest {
@@ -215,15 +210,10 @@ impl Store for GcsStore {
             ..Default::default()
         };
         let response = self
-            .retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::List);
-                self.client
-                    .list_objects(&request)
-                    .await
-                    .map_err(|e| self.map_err(Operation::List, None, e))
-            })
-            .await?;
+            .client
+            .list_objects(&request)
+            .await
+            .map_err(|e| self.map_err(Operation::List, None, e))?;
         let mut more = response.next_page_token.is_some();
         let mut objects = Vec::new();
         for o in response.items.iter().flatten() {
@@ -245,23 +235,16 @@ impl Store for GcsStore {
             object: name.to_string(),
             ..Default::default()
         };
-        let bytes = self
-            .retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Get);
-                let gcs_range = match &range {
-                    Some(r) if r.end > r.start => GcsRange(Some(r.start), Some(r.end - 1)),
-                    Some(_) => return Ok(Vec::new()),
-                    None => GcsRange::default(),
-                };
-                self.client
-                    .download_object(&request, &gcs_range)
-                    .await
-                    .map_err(|e| self.map_err(Operation::Get, Some(name), e))
-            })
-            .await?;
-        self.stats.add_bytes_read(bytes.len() as u64);
-        Ok(Bytes::from(bytes))
+        let gcs_range = match &range {
+            Some(r) if r.end > r.start => GcsRange(Some(r.start), Some(r.end - 1)),
+            Some(_) => return Ok(Bytes::new()),
+            None => GcsRange::default(),
+        };
+        self.client
+            .download_object(&request, &gcs_range)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| self.map_err(Operation::Get, Some(name), e))
     }
 
     async fn head(&self, name: &str) -> Result<ObjectMeta> {
@@ -270,16 +253,11 @@ impl Store for GcsStore {
             object: name.to_string(),
             ..Default::default()
         };
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Head);
-                self.client
-                    .get_object(&request)
-                    .await
-                    .map(|o| to_meta(&o))
-                    .map_err(|e| self.map_err(Operation::Head, Some(name), e))
-            })
+        self.client
+            .get_object(&request)
             .await
+            .map(|o| to_meta(&o))
+            .map_err(|e| self.map_err(Operation::Head, Some(name), e))
     }
 
     async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
@@ -294,18 +272,11 @@ impl Store for GcsStore {
             name: name.to_string(),
             ..Default::default()
         }));
-        let size = data.len() as u64;
         let object = self
-            .retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Put);
-                self.client
-                    .upload_object(&request, data.clone(), &upload)
-                    .await
-                    .map_err(|e| self.map_err(Operation::Put, Some(name), e))
-            })
-            .await?;
-        self.stats.add_bytes_written(size);
+            .client
+            .upload_object(&request, data, &upload)
+            .await
+            .map_err(|e| self.map_err(Operation::Put, Some(name), e))?;
         Ok(to_meta(&object))
     }
 
@@ -315,18 +286,13 @@ impl Store for GcsStore {
             object: name.to_string(),
             ..Default::default()
         };
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Delete);
-                match self.client.delete_object(&request).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => match self.map_err(Operation::Delete, Some(name), e) {
-                        Error::NotFound { .. } => Ok(()),
-                        other => Err(other),
-                    },
-                }
-            })
-            .await
+        match self.client.delete_object(&request).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.map_err(Operation::Delete, Some(name), e) {
+                Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 
     async fn compose(&self, sources: &[ObjectMeta], dest: &str) -> Result<ObjectMeta> {
@@ -354,16 +320,11 @@ impl Store for GcsStore {
             },
             ..Default::default()
         };
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Compose);
-                self.client
-                    .compose_object(&request)
-                    .await
-                    .map(|o| to_meta(&o))
-                    .map_err(|e| self.map_err(Operation::Compose, Some(dest), e))
-            })
+        self.client
+            .compose_object(&request)
             .await
+            .map(|o| to_meta(&o))
+            .map_err(|e| self.map_err(Operation::Compose, Some(dest), e))
     }
 }
 

@@ -12,8 +12,6 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 use super::{Capabilities, Page, PageRequest, PutMode, Store, MAX_PAGE};
 use crate::error::{status_is_transient, Error, Operation, Result};
 use crate::meta::ObjectMeta;
-use crate::retry::RetryPolicy;
-use crate::stats::Stats;
 
 /// A [`Store`] over any [`ObjectStore`].
 #[derive(Debug)]
@@ -21,8 +19,6 @@ pub struct GenericStore {
     inner: Arc<dyn ObjectStore>,
     url: String,
     remote: bool,
-    retry: RetryPolicy,
-    stats: Stats,
 }
 
 impl GenericStore {
@@ -40,15 +36,7 @@ impl GenericStore {
             inner,
             url: url.into(),
             remote,
-            retry: RetryPolicy::default(),
-            stats: Stats::default(),
         }
-    }
-
-    /// Replaces the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
     }
 
     /// Object names are used as given (`Path::from` would percent-encode them).
@@ -138,16 +126,11 @@ impl Store for GenericStore {
         }
     }
 
-    fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
         let max = req.max_results.clamp(1, MAX_PAGE);
         let prefix = segment_prefix(req.prefix);
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::List);
+        {
+            {
                 let mut stream = match req.after.and_then(offset_path) {
                     Some(offset) => self.inner.list_with_offset(prefix.as_ref(), &offset),
                     None => self.inner.list(prefix.as_ref()),
@@ -179,79 +162,55 @@ impl Store for GenericStore {
                 }
                 objects.sort_unstable_by(|a, b| a.name.cmp(&b.name));
                 Ok(Page { objects, more })
-            })
-            .await
+            }
+        }
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {
         let path = self.path(name)?;
-        let bytes = self
-            .retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Get);
-                let options = GetOptions {
-                    range: range.clone().map(GetRange::Bounded),
-                    ..Default::default()
-                };
-                let result = self
-                    .inner
-                    .get_opts(&path, options)
-                    .await
-                    .map_err(|e| self.map_err(Operation::Get, name, e))?;
-                result
-                    .bytes()
-                    .await
-                    .map_err(|e| self.map_err(Operation::Get, name, e))
-            })
-            .await?;
-        self.stats.add_bytes_read(bytes.len() as u64);
-        Ok(bytes)
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let result = self
+            .inner
+            .get_opts(&path, options)
+            .await
+            .map_err(|e| self.map_err(Operation::Get, name, e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| self.map_err(Operation::Get, name, e))
     }
 
     async fn head(&self, name: &str) -> Result<ObjectMeta> {
         let path = self.path(name)?;
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Head);
-                self.inner
-                    .head(&path)
-                    .await
-                    .map(|m| to_meta(&m))
-                    .map_err(|e| self.map_err(Operation::Head, name, e))
-            })
+        self.inner
+            .head(&path)
             .await
+            .map(|m| to_meta(&m))
+            .map_err(|e| self.map_err(Operation::Head, name, e))
     }
 
     async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
         let path = self.path(name)?;
         let size = data.len() as u64;
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Put);
-                let put_mode = match mode {
-                    PutMode::Overwrite => object_store::PutMode::Overwrite,
-                    PutMode::Create => object_store::PutMode::Create,
-                };
-                self.inner
-                    .put_opts(&path, PutPayload::from(data.clone()), put_mode.into())
-                    .await
-                    .map_err(|e| self.map_err(Operation::Put, name, e))
-            })
-            .await?;
-        self.stats.add_bytes_written(size);
+        let put_mode = match mode {
+            PutMode::Overwrite => object_store::PutMode::Overwrite,
+            PutMode::Create => object_store::PutMode::Create,
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from(data), put_mode.into())
+            .await
+            .map_err(|e| self.map_err(Operation::Put, name, e))?;
         Ok(ObjectMeta::new(name, size))
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
         let path = self.path(name)?;
-        self.retry
-            .run(&self.stats, || async {
-                self.stats.record(Operation::Delete);
-                match self.inner.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(self.map_err(Operation::Delete, name, e)),
-                }
-            })
-            .await
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.map_err(Operation::Delete, name, e)),
+        }
     }
 }

@@ -6,8 +6,11 @@
 //! generations or CRC32C in listings, and no compose. The rest of the crate only
 //! sees [`Store`].
 
+pub mod counting;
 pub mod gcs;
 pub mod generic;
+pub mod http;
+pub mod retrying;
 
 use std::fmt;
 use std::ops::Range;
@@ -69,8 +72,13 @@ pub enum PutMode {
 /// The largest page any store is asked for (GCS never returns more).
 pub const MAX_PAGE: usize = 1000;
 
-/// An object store as `dataflux` uses it. Implementations retry transient failures
-/// themselves and count every request in [`Store::stats`].
+/// An object store as `dataflux` uses it.
+///
+/// Behaviour is added by wrappers that are themselves stores: [`retrying::RetryStore`]
+/// retries transient failures (the one retry layer), [`counting::CountingStore`] counts
+/// requests in [`Store::stats`]; [`retrying::layered`] stacks both, as every store opened
+/// from a [`crate::Location`] is. A base store (GCS, `object_store`) sends one request per
+/// call and counts nothing.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The store's URL for messages, e.g. `gs://bucket` or `file:///data`.
@@ -79,8 +87,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// What the store can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// The store's request counters.
-    fn stats(&self) -> &Stats;
+    /// The store's request counters (a base store counts nothing: see
+    /// [`counting::CountingStore`]).
+    fn stats(&self) -> &Stats {
+        static NONE: Stats = Stats::new();
+        &NONE
+    }
 
     /// The URL of one object, for messages.
     fn object_url(&self, name: &str) -> String {

@@ -64,21 +64,22 @@ pub async fn gcs_store_with_retry(
         "creating bucket {bucket}: {}",
         resp.status()
     );
-    Some(Arc::new(
-        GcsStore::connect(&bucket)
-            .await
-            .expect("connect")
-            .with_retry(retry),
+    Some(dataflux::store::retrying::layered(
+        Arc::new(GcsStore::connect(&bucket).await.expect("connect")),
+        retry,
     ))
 }
 
 /// A new in-memory store that pages like a remote one.
 pub fn paged_memory_store() -> Arc<dyn Store> {
-    Arc::new(GenericStore::new(
-        Arc::new(object_store::memory::InMemory::new()),
-        "memory://paged",
-        true,
-    ))
+    dataflux::store::retrying::layered(
+        Arc::new(GenericStore::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "memory://paged",
+            true,
+        )),
+        dataflux::RetryPolicy::default(),
+    )
 }
 
 /// A new local-directory store (the directory lives as long as the returned guard).

@@ -1,0 +1,52 @@
+//! Timeouts on every HTTP request, for every remote store: one place for their defaults.
+//!
+//! A request that gets no connection, no first byte, or no byte for a while mid-body is a
+//! transient failure (retried by [`super::retrying::RetryStore`]), never a hang. The defaults
+//! suit GCS and S3 serving small objects: a connection is up in milliseconds (10 s covers a
+//! cold DNS and TLS handshake under load); a healthy server answers or streams within
+//! seconds, so 30 s without a byte means a stalled connection (Google's client libraries use
+//! a 60 s per-request timeout and retry within minutes); 5 minutes bounds one attempt of the
+//! largest request we send (a 32 MiB composite or an 8 MiB range at a few MB/s).
+
+use std::time::Duration;
+
+/// Per-request timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// To establish a connection.
+    pub connect: Duration,
+    /// Without a byte: before the first one (headers) and between any two of a body.
+    pub idle: Duration,
+    /// One attempt in all, from sending the request to the last byte.
+    pub attempt: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+            attempt: Duration::from_secs(300),
+        }
+    }
+}
+
+impl HttpTimeouts {
+    /// An HTTP client for `gcloud-storage` with these timeouts.
+    pub fn gcs_client(&self) -> reqwest::Result<reqwest_middleware::ClientWithMiddleware> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.idle)
+            .timeout(self.attempt)
+            .build()?;
+        Ok(reqwest_middleware::ClientBuilder::new(client).build())
+    }
+
+    /// `object_store` client options with these timeouts.
+    pub fn client_options(&self) -> object_store::ClientOptions {
+        object_store::ClientOptions::new()
+            .with_connect_timeout(self.connect)
+            .with_read_timeout(self.idle)
+            .with_timeout(self.attempt)
+    }
+}
