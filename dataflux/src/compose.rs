@@ -49,6 +49,9 @@ pub struct FetchOptions {
     pub concurrency: usize,
     /// Part size for ranged GETs of objects larger than `max_composite_bytes`.
     pub range_chunk_bytes: u64,
+    /// Objects larger than this are refused before download ([`Error::TooLarge`]): one huge
+    /// file in the prefix must not be an out-of-memory at the same place on every restart.
+    pub max_object_bytes: u64,
 }
 
 impl Default for FetchOptions {
@@ -61,6 +64,7 @@ impl Default for FetchOptions {
             run_id: uuid::Uuid::new_v4().simple().to_string(),
             concurrency: 16,
             range_chunk_bytes: 8 * 1024 * 1024,
+            max_object_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -105,8 +109,9 @@ pub fn plan_groups(
 pub struct Fetcher {
     store: Arc<dyn Store>,
     options: FetchOptions,
-    compose_off: AtomicBool,
+    compose_off: Arc<AtomicBool>,
     live: Arc<Mutex<HashSet<String>>>,
+    undeletable: Arc<Mutex<Vec<String>>>,
     counter: AtomicU64,
 }
 
@@ -118,8 +123,9 @@ impl Fetcher {
         Self {
             store,
             options,
-            compose_off: AtomicBool::new(compose_off),
+            compose_off: Arc::new(AtomicBool::new(compose_off)),
             live: Default::default(),
+            undeletable: Default::default(),
             counter: AtomicU64::new(0),
         }
     }
@@ -162,7 +168,8 @@ impl Fetcher {
     /// Fetches one group (as planned), one result per object, in order. A bad object gives
     /// an error in its own slot and never fails the others.
     pub async fn fetch_group(&self, group: &[ObjectMeta]) -> Vec<Result<Bytes>> {
-        if group.len() > 1 && self.composing() {
+        let oversized = group.iter().any(|m| m.size > self.options.max_object_bytes);
+        if group.len() > 1 && self.composing() && !oversized {
             match self.fetch_composed(group).await {
                 Ok(out) => return out,
                 Err(e) => {
@@ -184,8 +191,27 @@ impl Fetcher {
             .await
     }
 
-    /// Fetches one object on its own (ranged parts in parallel when it is large), verified.
+    /// Fetches one object on its own (ranged parts in parallel when it is large), verified;
+    /// a body whose size or CRC32C does not match is fetched once more before the mismatch
+    /// is reported. Objects over `max_object_bytes` are refused without a request.
     pub async fn fetch_one(&self, meta: &ObjectMeta) -> Result<Bytes> {
+        if meta.size > self.options.max_object_bytes {
+            return Err(Error::TooLarge {
+                location: self.store.object_url(&meta.name),
+                size: meta.size,
+                limit: self.options.max_object_bytes,
+            });
+        }
+        match self.fetch_verified(meta).await {
+            Err(Error::Integrity { location, reason }) => {
+                tracing::warn!(%location, %reason, "body does not match the listing: fetching it again");
+                self.fetch_verified(meta).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_verified(&self, meta: &ObjectMeta) -> Result<Bytes> {
         let chunk = self.options.range_chunk_bytes.max(1);
         let data = if meta.size > self.options.max_composite_bytes && meta.size > chunk {
             let parts: Vec<Range<u64>> = (0..meta.size)
@@ -218,6 +244,7 @@ impl Fetcher {
         // stream dropped half way), a compose request already sent may still complete on the
         // server after a drop guard's delete; the task sees it through and deletes after it.
         let (store, live, sources) = (self.store.clone(), self.live.clone(), group.to_vec());
+        let (compose_off, undeletable) = (self.compose_off.clone(), self.undeletable.clone());
         let task_name = name.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -231,8 +258,21 @@ impl Fetcher {
             // The bytes go back at once; the delete (one more round trip) does not hold
             // them up. It always runs, and `settle` waits for it.
             let _ = tx.send(downloaded);
-            if let Err(e) = guard.delete().await {
-                tracing::warn!(error = %e, object = %name, "could not delete a composite now; the end-of-run sweep will");
+            match guard.delete().await {
+                Ok(()) => {}
+                // Retention policy, object hold, no delete permission: composing would leave
+                // garbage behind; fetch one by one from now on (the job still finishes).
+                Err(e) if e.is_permission_denied() => {
+                    if !compose_off.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, object = %name, "composites cannot be deleted here: fetching objects one by one for the rest of this run");
+                    }
+                    if let Ok(mut u) = undeletable.lock() {
+                        u.push(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, object = %name, "could not delete a composite now; the end-of-run sweep will");
+                }
             }
         });
         let data = rx
@@ -276,7 +316,7 @@ impl Fetcher {
     /// Deletes every temporary object of this run (leftovers of a crash with the same run
     /// id, or deletes that failed). Call at start and end; returns how many were deleted.
     pub async fn sweep(&self) -> Result<usize> {
-        delete_under(&self.store, &self.run_prefix(), None).await
+        delete_under(&self.store, &self.run_prefix()).await
     }
 
     /// Waits (up to `timeout`) until every composite this fetcher created has been deleted;
@@ -290,6 +330,15 @@ impl Fetcher {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         true
+    }
+
+    /// Composites this fetcher could not delete because the store refused (retention, hold,
+    /// permission): left behind, for the run's summary to name.
+    pub fn undeletable(&self) -> Vec<String> {
+        self.undeletable
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     /// Temporary objects this fetcher has created and not yet deleted.
@@ -318,63 +367,104 @@ pub fn verify(store: &dyn Store, meta: &ObjectMeta, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Deletes temporary objects under `temp_prefix` (every run) created more than `older_than`
-/// ago, judged by the creation time in their names. Returns how many were deleted.
+/// The temporary composites under `temp_prefix` (every run) created more than `older_than`
+/// ago, judged by the creation time in their names. Only names of this crate's exact format
+/// (`<temp_prefix>…/<millis>-<n>-<12 hex digits>`) count: a user's `photos/2023-01-01.jpg` or
+/// `scans/12345`, or a run's bookkeeping, never do. An empty `temp_prefix` is refused.
 ///
 /// ```
 /// # let rt = tokio::runtime::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// use bytes::Bytes;
-/// use dataflux::{compose::cleanup_stale, Location, PutMode};
+/// use dataflux::{compose::{cleanup_stale, stale_temporaries}, Location, PutMode};
 /// let store = Location::parse("memory://cleanup-doc").unwrap().open().await.unwrap();
-/// store.put("dataflux-tmp/run1/1000-0-abc", Bytes::new(), PutMode::Create).await.unwrap();
-/// let deleted = cleanup_stale(&store, "dataflux-tmp/", std::time::Duration::from_secs(3600)).await.unwrap();
-/// assert_eq!(deleted, 1); // created in 1970
+/// for name in ["dataflux-tmp/run1/1000-0-0123456789ab", "dataflux-tmp/run1/2023-01-01.jpg", "dataflux-tmp/12345"] {
+///     store.put(name, Bytes::new(), PutMode::Create).await.unwrap();
+/// }
+/// let hour = std::time::Duration::from_secs(3600);
+/// assert_eq!(stale_temporaries(&store, "dataflux-tmp/", hour).await.unwrap(),
+///     ["dataflux-tmp/run1/1000-0-0123456789ab"]); // created in 1970
+/// assert_eq!(cleanup_stale(&store, "dataflux-tmp/", hour).await.unwrap(), 1);
+/// assert!(cleanup_stale(&store, "", hour).await.is_err());
 /// # });
 /// ```
-pub async fn cleanup_stale(
+pub async fn stale_temporaries(
     store: &Arc<dyn Store>,
     temp_prefix: &str,
     older_than: Duration,
-) -> Result<usize> {
+) -> Result<Vec<String>> {
+    let prefix = folder_prefix(temp_prefix);
+    if prefix.is_empty() {
+        return Err(Error::InvalidLocation {
+            url: store.url().to_string(),
+            reason: "an empty temporary prefix would take in the whole bucket".into(),
+        });
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let cutoff = now.saturating_sub(older_than.as_millis());
-    delete_under(store, &folder_prefix(temp_prefix), Some(cutoff)).await
-}
-
-async fn delete_under(
-    store: &Arc<dyn Store>,
-    prefix: &str,
-    created_before_ms: Option<u128>,
-) -> Result<usize> {
     let options = ListOptions {
         temp_prefix: String::new(),
         ..Default::default()
     };
-    let listing = list(store, prefix, &options).await?;
-    let doomed: Vec<&ObjectMeta> = listing
+    Ok(list(store, &prefix, &options)
+        .await?
         .objects
-        .iter()
-        .filter(|o| match created_before_ms {
-            None => true,
-            Some(cutoff) => created_millis(&o.name).is_some_and(|t| t < cutoff),
-        })
-        .collect();
-    let deletes: Vec<_> = doomed.iter().map(|o| store.delete(&o.name)).collect();
-    futures::stream::iter(deletes)
+        .into_iter()
+        .filter(|o| created_millis(&o.name).is_some_and(|t| t < cutoff))
+        .map(|o| o.name)
+        .collect())
+}
+
+/// Deletes what [`stale_temporaries`] finds; returns how many were deleted.
+pub async fn cleanup_stale(
+    store: &Arc<dyn Store>,
+    temp_prefix: &str,
+    older_than: Duration,
+) -> Result<usize> {
+    let doomed = stale_temporaries(store, temp_prefix, older_than).await?;
+    futures::stream::iter(doomed.iter().map(|n| store.delete(n)))
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await?;
     Ok(doomed.len())
 }
 
-/// The creation time a composite's name carries: `…/<millis>-<n>-<unique>`.
+async fn delete_under(store: &Arc<dyn Store>, prefix: &str) -> Result<usize> {
+    let options = ListOptions {
+        temp_prefix: String::new(),
+        ..Default::default()
+    };
+    let listing = list(store, prefix, &options).await?;
+    let deletes: Vec<_> = listing
+        .objects
+        .iter()
+        .map(|o| store.delete(&o.name))
+        .collect();
+    futures::stream::iter(deletes)
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(listing.objects.len())
+}
+
+/// The creation time a composite's name carries: `…/<millis>-<n>-<12 hex digits>`, exactly
+/// as [`Fetcher`] names them; `None` for any other name.
 fn created_millis(name: &str) -> Option<u128> {
     let base = name.rsplit('/').next()?;
-    base.split('-').next()?.parse().ok()
+    let mut parts = base.split('-');
+    let (millis, n, unique) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let hex = unique.len() == 12
+        && unique
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if parts.next().is_some() || !digits(millis) || !digits(n) || !hex {
+        return None;
+    }
+    millis.parse().ok()
 }
 
 /// A temporary object that deletes itself if dropped without [`TempObject::delete`].
@@ -466,9 +556,18 @@ mod tests {
     #[test]
     fn composite_names_carry_their_creation_time() {
         assert_eq!(
-            created_millis("tmp/run/1700000000000-3-abcdef"),
+            created_millis("tmp/run/1700000000000-3-abcdef012345"),
             Some(1_700_000_000_000)
         );
-        assert_eq!(created_millis("tmp/run/manual-upload"), None);
+        for other in [
+            "tmp/run/manual-upload",
+            "tmp/2023-01-01.jpg",
+            "tmp/12345",
+            "tmp/run/1700000000000-3-abcdef",
+            "tmp/run/1700000000000-3-ABCDEF012345",
+            "tmp/run/1700000000000-3-abcdef012345-x",
+        ] {
+            assert_eq!(created_millis(other), None, "{other}");
+        }
     }
 }

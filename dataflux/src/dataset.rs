@@ -183,17 +183,20 @@ impl Dataset {
         self.fetcher.fetch_one(self.meta(index)?).await
     }
 
-    /// Reads several objects, composed into as few round trips as the caps allow; one
-    /// result per index, in order.
+    /// Reads several objects, composed into as few round trips as the caps allow, up to the
+    /// dataset's concurrency groups at once; one result per index, in order.
     pub async fn get_many(&self, indices: &[usize]) -> Result<Vec<Result<Bytes>>> {
         let metas: Vec<ObjectMeta> = indices
             .iter()
             .map(|&i| self.meta(i).cloned())
             .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(metas.len());
-        for group in self.fetcher.plan(&metas) {
-            out.extend(self.fetcher.fetch_group(&metas[group]).await);
-        }
+        // Groups concurrently (as many as the dataset's concurrency), results in order.
+        let groups: Vec<Vec<Result<Bytes>>> = stream::iter(self.fetcher.plan(&metas))
+            .map(|group| self.fetcher.fetch_group(&metas[group]))
+            .buffered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let out: Vec<Result<Bytes>> = groups.into_iter().flatten().collect();
         self.fetcher
             .settle(std::time::Duration::from_secs(30))
             .await;

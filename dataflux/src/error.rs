@@ -111,6 +111,16 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// An object is larger than the configured cap; it was not downloaded.
+    #[error("object {location} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The object, as a URL.
+        location: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// A saved listing (manifest) could not be read.
     #[error("invalid manifest {location}: {reason}")]
     Manifest {

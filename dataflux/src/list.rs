@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
 use crate::split::{extrapolate_points, split_points};
-use crate::store::{PageRequest, Store, MAX_PAGE};
+use crate::store::{Page, PageRequest, Store, MAX_PAGE};
 
 /// The default prefix for the library's temporary objects (composites), excluded from listings.
 pub const DEFAULT_TEMP_PREFIX: &str = "dataflux-tmp/";
@@ -160,14 +160,14 @@ async fn sequential(
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store
-            .list_page(PageRequest {
-                prefix,
-                after: after.as_deref(),
-                upto: None,
-                max_results: options.page_size,
-            })
-            .await?;
+        let page = next_page(
+            store.as_ref(),
+            prefix,
+            after.as_deref(),
+            None,
+            options.page_size,
+        )
+        .await?;
         let last = page.objects.last().map(|o| o.name.clone());
         out.extend(page.objects);
         match last {
@@ -175,6 +175,41 @@ async fn sequential(
             _ => return Ok(out),
         }
     }
+}
+
+/// Pages that hold no objects but promise more (GCS may answer so, with a page token)
+/// followed in a row before the listing is refused as looping.
+const MAX_EMPTY_PAGES: usize = 10_000;
+
+/// The next page of `(after, upto]` holding objects, or the last one: a page with no objects
+/// but a token is followed (the API's contract), never taken as the end.
+pub(crate) async fn next_page(
+    store: &dyn Store,
+    prefix: &str,
+    after: Option<&str>,
+    upto: Option<&str>,
+    page_size: usize,
+) -> Result<Page> {
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_EMPTY_PAGES {
+        let page = store
+            .list_page(PageRequest {
+                token: token.as_deref(),
+                ..PageRequest::new(prefix, after, upto, page_size)
+            })
+            .await?;
+        match (&page.token, page.objects.is_empty() && page.more) {
+            (Some(t), true) => token = Some(t.clone()),
+            _ => return Ok(page),
+        }
+    }
+    Err(crate::Error::Request {
+        operation: crate::Operation::List,
+        location: store.object_url(prefix),
+        status: None,
+        transient: false,
+        message: format!("{MAX_EMPTY_PAGES} empty pages in a row, each with a page token"),
+    })
 }
 
 /// A name range `(after, upto]`; `None` bounds are open.
@@ -302,14 +337,14 @@ async fn worker(
     let mut out = Vec::new();
     while let Some(mut range) = coord.next_range().await? {
         loop {
-            let page = store
-                .list_page(PageRequest {
-                    prefix,
-                    after: range.after.as_deref(),
-                    upto: range.upto.as_deref(),
-                    max_results: page_size,
-                })
-                .await?;
+            let page = next_page(
+                store,
+                prefix,
+                range.after.as_deref(),
+                range.upto.as_deref(),
+                page_size,
+            )
+            .await?;
             let Some(last) = page.objects.last().map(|o| o.name.clone()) else {
                 break;
             };

@@ -494,3 +494,89 @@ async fn adversarial_names_on_emulator() {
 async fn adversarial_names_on_paged_memory() {
     check_adversarial(paged_memory_store()).await;
 }
+
+/// Answers every third page request (without a token) with an empty page and a page token,
+/// as GCS may; a request with that token gets the real page.
+#[derive(Debug)]
+struct EmptyPages {
+    inner: Arc<dyn Store>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for EmptyPages {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn capabilities(&self) -> dataflux::Capabilities {
+        self.inner.capabilities()
+    }
+    fn stats(&self) -> &dataflux::Stats {
+        self.inner.stats()
+    }
+    async fn list_page(&self, req: dataflux::PageRequest<'_>) -> dataflux::Result<dataflux::Page> {
+        if req.token == Some("empty") {
+            return self
+                .inner
+                .list_page(dataflux::PageRequest { token: None, ..req })
+                .await;
+        }
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n % 3 == 2 {
+            return Ok(dataflux::Page {
+                objects: Vec::new(),
+                more: true,
+                token: Some("empty".into()),
+            });
+        }
+        self.inner.list_page(req).await
+    }
+    async fn get(
+        &self,
+        name: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> dataflux::Result<bytes::Bytes> {
+        self.inner.get(name, range).await
+    }
+    async fn head(&self, name: &str) -> dataflux::Result<dataflux::ObjectMeta> {
+        self.inner.head(name).await
+    }
+    async fn put(
+        &self,
+        name: &str,
+        data: bytes::Bytes,
+        mode: dataflux::PutMode,
+    ) -> dataflux::Result<dataflux::ObjectMeta> {
+        self.inner.put(name, data, mode).await
+    }
+    async fn delete(&self, name: &str) -> dataflux::Result<()> {
+        self.inner.delete(name).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_pages_with_a_token_are_followed_by_every_strategy() {
+    let inner = paged_memory_store();
+    let names: Vec<String> = (0..5_000).map(|i| format!("imgs/{i:05}.jpg")).collect();
+    put_all(&inner, &names).await;
+    for (parallelism, race) in [(1, false), (7, false), (32, true)] {
+        let store: Arc<dyn Store> = Arc::new(EmptyPages {
+            inner: inner.clone(),
+            calls: Default::default(),
+        });
+        let options = ListOptions {
+            parallelism,
+            race_sequential: race,
+            page_size: 100,
+            ..Default::default()
+        };
+        let got: Vec<String> = list(&store, "imgs/", &options)
+            .await
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(got, names, "parallelism {parallelism}, race {race}");
+    }
+}

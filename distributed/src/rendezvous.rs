@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dataflux::store::{PageRequest, MAX_PAGE};
 use dataflux::{folder_prefix, Location, PutMode, Store, DEFAULT_TEMP_PREFIX};
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
@@ -393,25 +392,14 @@ impl Rendezvous {
             .collect())
     }
 
-    /// Every object name under `prefix`.
+    /// Every object name under `prefix` (the run's own objects: no temporary-name filter).
     async fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        loop {
-            let page = self
-                .store
-                .list_page(PageRequest {
-                    prefix,
-                    after: names.last().map(String::as_str),
-                    upto: None,
-                    max_results: MAX_PAGE,
-                })
-                .await?;
-            let more = page.more && !page.objects.is_empty();
-            names.extend(page.objects.into_iter().map(|o| o.name));
-            if !more {
-                return Ok(names);
-            }
-        }
+        let options = dataflux::ListOptions {
+            temp_prefix: String::new(),
+            ..Default::default()
+        };
+        let listing = dataflux::list(&self.store, prefix, &options).await?;
+        Ok(listing.objects.into_iter().map(|o| o.name).collect())
     }
 
     async fn get_object(&self, name: &str) -> Result<Option<Bytes>> {

@@ -279,13 +279,42 @@ fn gc_deletes_only_stale_temporaries() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis();
-    write(root, "dataflux-tmp/old-run/1000-0-abc", b"x");
-    write(root, "dataflux-tmp/old-run/2000-1-def", b"x");
-    write(root, &format!("dataflux-tmp/new-run/{now_ms}-0-ghi"), b"x");
-    write(root, "my-tmp/r/1000-0-abc", b"x");
+    write(root, "dataflux-tmp/old-run/1000-0-0123456789ab", b"x");
+    write(root, "dataflux-tmp/old-run/2000-1-abcdef012345", b"x");
+    write(
+        root,
+        &format!("dataflux-tmp/new-run/{now_ms}-0-00000000beef"),
+        b"x",
+    );
+    write(root, "my-tmp/r/1000-0-0123456789ab", b"x");
     write(root, "data/keep.jpg", b"x");
+    // User objects whose names start with digits or dates, even under the temporary prefix,
+    // and a run's bookkeeping: never temporaries.
+    for name in [
+        "photos/2023-01-01.jpg",
+        "scans/12345",
+        "dataflux-tmp/2023-01-01.jpg",
+        "dataflux-tmp/run/1000-0-notahexname!",
+        "dataflux-tmp/run/_rendezvous/0",
+    ] {
+        write(root, name, b"x");
+    }
     let url = root.to_str().expect("utf-8");
 
+    let out = dataflux(&["gc", url, "--temp-prefix", ""]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an empty prefix is refused: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--temp-prefix"));
+    let out = dataflux(&["gc", url, "--older-than", "1h", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "dataflux-tmp/old-run/1000-0-0123456789ab\ndataflux-tmp/old-run/2000-1-abcdef012345\n"
+    );
     let out = dataflux(&["gc", url, "--older-than", "1h"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "2\n");
@@ -296,6 +325,18 @@ fn gc_deletes_only_stale_temporaries() {
     let out = dataflux(&["gc", url, "--older-than", "30m", "--temp-prefix", "my-tmp"]);
     assert_eq!(stdout(&out), "1\n");
     assert!(root.join("data/keep.jpg").exists());
-    let out = dataflux(&["list", url]);
-    assert_eq!(stdout(&out), "data/keep.jpg\t1\n");
+    for name in [
+        "photos/2023-01-01.jpg",
+        "scans/12345",
+        "dataflux-tmp/2023-01-01.jpg",
+        "dataflux-tmp/run/_rendezvous/0",
+    ] {
+        assert!(root.join(name).exists(), "{name} kept");
+    }
+    let out = dataflux(&["list", url, "--temp-prefix", "dataflux-tmp/"]);
+    assert!(
+        stdout(&out).starts_with("data/keep.jpg\t1\n"),
+        "{}",
+        stdout(&out)
+    );
 }

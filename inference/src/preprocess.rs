@@ -408,6 +408,23 @@ fn map_image_error(e: ImageError, limits: &DecodeLimits) -> PreprocessError {
     }
 }
 
+/// Runs one image's preprocessing; a panic (a decoder bug on a hostile file) becomes that
+/// image's error.
+fn guarded(
+    f: impl FnOnce() -> Result<PreparedImage, PreprocessError>,
+) -> Result<PreparedImage, PreprocessError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(PreprocessError::Decode {
+            reason: format!("the decoder panicked: {message}"),
+        })
+    })
+}
+
 /// A bounded pool of CPU threads for decoding and resizing, separate from any async runtime.
 #[derive(Debug)]
 pub struct DecodePool {
@@ -443,13 +460,14 @@ impl DecodePool {
         self.pool.install(|| {
             images
                 .par_iter()
-                .map(|b| preprocessor.preprocess(b.as_ref()))
+                .map(|b| guarded(|| preprocessor.preprocess(b.as_ref())))
                 .collect()
         })
     }
 
     /// Queues one image on the pool and returns at once; await the receiver from async code.
-    /// The receiver reports a closed channel only if the preprocessing panicked.
+    /// A decoder that panics gives that image a [`PreprocessError::Decode`], never an abort
+    /// (rayon's `spawn` aborts the process on a panic).
     pub fn spawn<B: AsRef<[u8]> + Send + 'static>(
         &self,
         preprocessor: &Preprocessor,
@@ -459,7 +477,7 @@ impl DecodePool {
         let preprocessor = preprocessor.clone();
         self.pool.spawn(move || {
             // The receiver may have been dropped; nothing to do then.
-            let _ = tx.send(preprocessor.preprocess(bytes.as_ref()));
+            let _ = tx.send(guarded(|| preprocessor.preprocess(bytes.as_ref())));
         });
         rx
     }

@@ -159,6 +159,8 @@ impl Job {
             FetchOptions {
                 compose: spec.compose,
                 max_composite_bytes: spec.max_composite_bytes,
+                // A group never exceeds the prefetch window.
+                max_object_bytes: spec.max_object_bytes.min(spec.prefetch_bytes),
                 temp_prefix: temp_prefix.clone(),
                 // Per process: a zombie never sweeps the live process's composites.
                 run_id: format!("{run_id}/{}", claims.holder()),
@@ -337,6 +339,10 @@ impl Job {
             claims.release_all().await;
         }
         fetcher.settle(Duration::from_secs(30)).await;
+        let undeletable = fetcher.undeletable();
+        if !undeletable.is_empty() {
+            tracing::warn!(count = undeletable.len(), first = %undeletable[0], "composites the store would not delete are left behind");
+        }
         if let Err(e) = fetcher.sweep().await {
             tracing::warn!(error = %e, "could not remove this process's composites (the run's end removes them)");
         }
@@ -349,6 +355,7 @@ impl Job {
             wall_secs: wall.elapsed().as_secs_f64(),
             stages,
             requests,
+            undeletable: undeletable.clone(),
         };
         if let Some(e) = failure {
             return Err(e);

@@ -74,6 +74,8 @@ pub struct JobSpec {
     pub compose: bool,
     /// Largest temporary composite.
     pub max_composite_bytes: u64,
+    /// Objects larger than this get an error row `too_large` without being downloaded.
+    pub max_object_bytes: u64,
     /// Decode threads; 0: every core.
     pub decode_threads: usize,
     /// How long a claim holds without renewal (renewed every third of it). A dead or hung
@@ -120,6 +122,7 @@ impl Default for JobSpec {
             prefetch_bytes: 256 * 1024 * 1024,
             compose: true,
             max_composite_bytes: 32 * 1024 * 1024,
+            max_object_bytes: 256 * 1024 * 1024,
             decode_threads: 0,
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(2),

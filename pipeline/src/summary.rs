@@ -32,6 +32,9 @@ pub struct RankSummary {
     pub stages: StageTimes,
     /// Input requests by kind.
     pub requests: dataflux::StatsSnapshot,
+    /// Composites the store refused to delete (retention, hold, permission), left behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeletable: Vec<String>,
 }
 
 /// One output shard: `results_<run>_shard_<shard>` and its errors file.

@@ -439,3 +439,44 @@ async fn an_unwritable_output_and_bad_settings_are_config_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_cut_short_are_fetched_again_and_oversized_objects_are_error_rows() {
+    let (memory, good, mut bad) = inputs("short", 30).await;
+    let big = "imgs/99999-big.jpg".to_string();
+    memory
+        .put(
+            &big,
+            bytes::Bytes::from(vec![b'x'; 500]),
+            dataflux::PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    bad.insert(big.clone());
+    let store: Arc<dyn Store> = Arc::new(ShortOnce {
+        inner: memory.clone(),
+        prefix: "imgs/".into(),
+        seen: Default::default(),
+    });
+    let spec = JobSpec {
+        max_object_bytes: 100,
+        ..spec("short", "sh")
+    };
+    Job::run_on(
+        Stores {
+            input: store,
+            output: memory.clone(),
+        },
+        &spec,
+        Checksum::fast(),
+        &Topology::single(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    check_exactly_once(&memory, "sh", &good, &bad).await;
+    let errors = memory.get("out/errors_sh_shard_0.csv", None).await.unwrap();
+    let text = String::from_utf8_lossy(&errors);
+    assert!(text.contains("imgs/99999-big.jpg,too_large,"), "{text}");
+    assert!(!text.contains("integrity"), "{text}");
+}

@@ -148,12 +148,7 @@ async fn main() -> Result<()> {
             tokio::spawn(async move {
                 loop {
                     let page = store
-                        .list_page(dataflux::PageRequest {
-                            prefix: &commits,
-                            after: None,
-                            upto: None,
-                            max_results: 1,
-                        })
+                        .list_page(dataflux::PageRequest::new(&commits, None, None, 1))
                         .await;
                     if page.is_ok_and(|p| !p.objects.is_empty()) {
                         stop.cancel();

@@ -207,6 +207,7 @@ impl Store for GcsStore {
             // when resuming: the inclusive start name comes back and is dropped, and a page
             // of only that name would end the listing early.
             max_results: Some((max + usize::from(req.after.is_some())).min(MAX_PAGE) as i32),
+            page_token: req.token.map(str::to_string),
             ..Default::default()
         };
         let response = self
@@ -226,7 +227,12 @@ impl Store for GcsStore {
             }
             objects.push(to_meta(o));
         }
-        Ok(Page { objects, more })
+        let token = if more { response.next_page_token } else { None };
+        Ok(Page {
+            objects,
+            more,
+            token,
+        })
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

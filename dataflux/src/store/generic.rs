@@ -129,41 +129,47 @@ impl Store for GenericStore {
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
         let max = req.max_results.clamp(1, MAX_PAGE);
         let prefix = segment_prefix(req.prefix);
+        let mut stream = match req.after.and_then(offset_path) {
+            Some(offset) => self.inner.list_with_offset(prefix.as_ref(), &offset),
+            None => self.inner.list(prefix.as_ref()),
+        };
+        // No `object_store` backend has an end offset, and local stores promise no
+        // order: bound and order here. A local or memory store answers the whole
+        // range in one page (each call walks it whole anyway); a remote store
+        // lists in order and stops after `max` objects.
+        let mut objects = Vec::new();
+        let mut more = false;
+        while let Some(m) = stream
+            .try_next()
+            .await
+            .map_err(|e| self.map_err(Operation::List, req.prefix, e))?
         {
-            {
-                let mut stream = match req.after.and_then(offset_path) {
-                    Some(offset) => self.inner.list_with_offset(prefix.as_ref(), &offset),
-                    None => self.inner.list(prefix.as_ref()),
-                };
-                // No `object_store` backend has an end offset, and local stores promise no
-                // order: bound and order here. A local or memory store answers the whole
-                // range in one page (each call walks it whole anyway); a remote store
-                // lists in order and stops after `max` objects.
-                let mut objects = Vec::new();
-                let mut more = false;
-                while let Some(m) = stream
-                    .try_next()
-                    .await
-                    .map_err(|e| self.map_err(Operation::List, req.prefix, e))?
-                {
-                    let meta = to_meta(&m);
-                    if !meta.name.starts_with(req.prefix)
-                        || req.after.is_some_and(|a| meta.name.as_str() <= a)
-                        || req.upto.is_some_and(|u| meta.name.as_str() > u)
-                    {
-                        continue;
-                    }
-                    objects.push(meta);
-                    if self.remote && objects.len() >= max {
-                        // Remote stores list in order: a full page is a page.
-                        more = true;
-                        break;
-                    }
+            let meta = to_meta(&m);
+            if req.upto.is_some_and(|u| meta.name.as_str() > u) {
+                if self.remote {
+                    // Remote stores list in order: nothing further is in range.
+                    break;
                 }
-                objects.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-                Ok(Page { objects, more })
+                continue;
+            }
+            if !meta.name.starts_with(req.prefix)
+                || req.after.is_some_and(|a| meta.name.as_str() <= a)
+            {
+                continue;
+            }
+            objects.push(meta);
+            if self.remote && objects.len() >= max {
+                // Remote stores list in order: a full page is a page.
+                more = true;
+                break;
             }
         }
+        objects.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(Page {
+            objects,
+            more,
+            token: None,
+        })
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

@@ -49,6 +49,26 @@ pub struct PageRequest<'a> {
     pub upto: Option<&'a str>,
     /// At most this many objects (capped at 1,000, as GCS pages are).
     pub max_results: usize,
+    /// Continues the page that returned this [`Page::token`] (the other fields unchanged).
+    pub token: Option<&'a str>,
+}
+
+impl<'a> PageRequest<'a> {
+    /// The first page of `(after, upto]` under `prefix`.
+    pub fn new(
+        prefix: &'a str,
+        after: Option<&'a str>,
+        upto: Option<&'a str>,
+        max_results: usize,
+    ) -> Self {
+        Self {
+            prefix,
+            after,
+            upto,
+            max_results,
+            token: None,
+        }
+    }
 }
 
 /// One page of a listing, in name order.
@@ -58,6 +78,9 @@ pub struct Page {
     pub objects: Vec<ObjectMeta>,
     /// Whether more objects may follow the last one inside the requested range.
     pub more: bool,
+    /// Where a paging store (GCS) says the next page starts. A page may hold no objects and
+    /// still have one (the API's contract: follow the token whatever the page holds).
+    pub token: Option<String>,
 }
 
 /// How a write treats an existing object.

@@ -61,6 +61,9 @@ struct Args {
     /// Concurrent fetches.
     #[arg(long, default_value_t = defaults().concurrency)]
     concurrency: usize,
+    /// Objects larger than this many bytes get an error row `too_large`, without a download.
+    #[arg(long, default_value_t = defaults().max_object_bytes)]
+    max_object_bytes: u64,
     /// MiB fetched ahead of decoding at most.
     #[arg(long, default_value_t = defaults().prefetch_bytes / (1024 * 1024))]
     prefetch_mb: u64,
@@ -125,6 +128,7 @@ fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
         prefetch_bytes: args.prefetch_mb.saturating_mul(1024 * 1024),
         compose: !args.no_compose,
         max_composite_bytes: args.max_composite_bytes,
+        max_object_bytes: args.max_object_bytes,
         decode_threads: args.decode_threads,
         lease: cli::seconds("--lease-secs", args.lease_secs)?,
         grace: cli::seconds("--grace-secs", args.grace_secs)?,

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dataflux::compose::cleanup_stale;
+use dataflux::compose::{cleanup_stale, stale_temporaries};
 use dataflux::{
-    list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location, DEFAULT_TEMP_PREFIX,
+    folder_prefix, list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location,
+    DEFAULT_TEMP_PREFIX,
 };
 use futures::StreamExt;
 
@@ -96,9 +97,12 @@ struct GcArgs {
     /// Delete temporaries created longer ago than this: 90s, 30m, 1h, 2d, 500ms, or 0 for all.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     older_than: Duration,
-    /// Prefix of temporary composites in the bucket.
+    /// Prefix of temporary composites in the bucket (never empty).
     #[arg(long, default_value = DEFAULT_TEMP_PREFIX)]
     temp_prefix: String,
+    /// List what would be deleted, one name per line, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d` (a bare `0` is allowed).
@@ -320,7 +324,20 @@ async fn run_gc(args: GcArgs) -> Result<ExitCode> {
     if !location.prefix.is_empty() {
         tracing::info!(prefix = %location.prefix, "gc works on the whole bucket: the path is ignored");
     }
+    if folder_prefix(&args.temp_prefix).is_empty() {
+        eprintln!("error: --temp-prefix: must not be empty (it would take in the whole bucket)");
+        return Ok(ExitCode::from(2));
+    }
     let store = location.open().await?;
+    if args.dry_run {
+        let doomed = stale_temporaries(&store, &args.temp_prefix, args.older_than)
+            .await
+            .with_context(|| format!("listing {}{}", store.url(), args.temp_prefix))?;
+        for name in doomed {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let deleted = cleanup_stale(&store, &args.temp_prefix, args.older_than)
         .await
         .with_context(|| format!("cleaning {}{}", store.url(), args.temp_prefix))?;

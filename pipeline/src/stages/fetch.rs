@@ -96,6 +96,7 @@ fn error_kind(e: &dataflux::Error) -> &'static str {
         dataflux::Error::NotFound { .. } => "not_found",
         dataflux::Error::Integrity { .. } => "integrity",
         dataflux::Error::PermissionDenied { .. } => "permission_denied",
+        dataflux::Error::TooLarge { .. } => "too_large",
         _ => "fetch",
     }
 }
