@@ -22,6 +22,8 @@ pub mod shard;
 pub mod split;
 pub mod stats;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use compose::{FetchOptions, Fetcher};
 pub use dataset::{Cursor, Dataset, DatasetConfig, Item};

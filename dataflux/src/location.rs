@@ -146,7 +146,7 @@ impl Location {
     }
 
     async fn open_inner(&self, create: bool) -> Result<Arc<dyn Store>> {
-        let timeouts = HttpTimeouts::default();
+        let timeouts = HttpTimeouts::from_env();
         let store: Arc<dyn Store> = match &self.backend {
             Backend::Gcs { bucket } => Arc::new(GcsStore::connect_with(bucket, &timeouts).await?),
             Backend::S3 { bucket } => {

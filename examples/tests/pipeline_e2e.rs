@@ -196,7 +196,22 @@ fn spawn_with(
     world: usize,
     delay_ms: u64,
 ) -> Child {
+    spawn_env(bucket, input, out, run_id, rank, world, delay_ms, &[])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_env(
+    bucket: &str,
+    input: &str,
+    out: &str,
+    run_id: &str,
+    rank: usize,
+    world: usize,
+    delay_ms: u64,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(BIN)
+        .envs(env.iter().copied())
         .args([
             "--input",
             &format!("gs://{bucket}/{input}"),
@@ -493,4 +508,113 @@ fn nix_kill(child: &Child, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success());
+}
+
+/// Waits for a child off the async runtime (the fault proxy runs on it).
+async fn wait_off_runtime(child: Child) -> i32 {
+    tokio::task::spawn_blocking(move || wait_ok(child, 0))
+        .await
+        .expect("waiter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_faults_cost_time_never_rows() {
+    use dataflux::testing::{Fault, FaultProxy, FaultRule, RequestKind};
+    let (bucket, store) = bucket("faults").await;
+    let good: Vec<(String, Vec<u8>)> = (0..120).map(picture).collect();
+    let bad = bad_inputs();
+    for (name, bytes) in good.iter().chain(&bad) {
+        store
+            .put(name, Bytes::from(bytes.clone()), PutMode::Overwrite)
+            .await
+            .expect("upload");
+    }
+    let expected = expected_labels(&good);
+    let upstream: std::net::SocketAddr = emulator()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("emulator address");
+
+    // 1. A 12 s outage: every media request (images, composites, the run's own index and
+    // manifests) answers 503. The store's retries ride it out: no error row, nothing lost.
+    let outage = FaultProxy::start(
+        upstream,
+        1,
+        vec![FaultRule {
+            kinds: vec![RequestKind::Media],
+            fault: Fault::Status(503),
+            rate: 1.0,
+            from: Duration::ZERO,
+            until: Some(Duration::from_secs(12)),
+        }],
+    )
+    .await
+    .expect("proxy");
+    let started = Instant::now();
+    let url = outage.url();
+    let child = spawn_env(
+        &bucket,
+        "imgs",
+        "f1",
+        "run-f1",
+        0,
+        1,
+        0,
+        &[("STORAGE_EMULATOR_HOST", &url)],
+    );
+    wait_off_runtime(child).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(12),
+        "it waited the outage out"
+    );
+    assert!(outage.faults() > 0);
+    check_outputs(&store, "f1", "run-f1", &good, &bad, &expected).await;
+
+    // 2. Connections that accept a request and never answer (3 % of media, compose and
+    // delete requests) and bodies cut short (5 % of media): timeouts turn them into retries.
+    let flaky = FaultProxy::start(
+        upstream,
+        2,
+        vec![
+            FaultRule {
+                kinds: vec![
+                    RequestKind::Media,
+                    RequestKind::Compose,
+                    RequestKind::Delete,
+                ],
+                fault: Fault::Silent,
+                rate: 0.03,
+                from: Duration::ZERO,
+                until: None,
+            },
+            FaultRule {
+                kinds: vec![RequestKind::Media],
+                fault: Fault::CutBody,
+                rate: 0.08,
+                from: Duration::ZERO,
+                until: None,
+            },
+        ],
+    )
+    .await
+    .expect("proxy");
+    let url = flaky.url();
+    let child = spawn_env(
+        &bucket,
+        "imgs",
+        "f2",
+        "run-f2",
+        0,
+        1,
+        0,
+        &[
+            ("STORAGE_EMULATOR_HOST", &url),
+            ("DATAFLUX_HTTP_IDLE_TIMEOUT_SECS", "1"),
+            ("DATAFLUX_HTTP_ATTEMPT_TIMEOUT_SECS", "5"),
+        ],
+    );
+    let finished = tokio::time::timeout(Duration::from_secs(240), wait_off_runtime(child)).await;
+    assert!(finished.is_ok(), "the job hung");
+    assert!(flaky.faults() > 0);
+    check_outputs(&store, "f2", "run-f2", &good, &bad, &expected).await;
 }

@@ -116,7 +116,14 @@ impl GcsStore {
                 let status = e.status().map(|s| s.as_u16());
                 let transient = match status {
                     Some(s) => status_is_transient(s),
-                    None => e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+                    // A body cut short surfaces as a decode error.
+                    None => {
+                        e.is_timeout()
+                            || e.is_connect()
+                            || e.is_request()
+                            || e.is_body()
+                            || e.is_decode()
+                    }
                 };
                 (status, transient, err.to_string())
             }

@@ -32,6 +32,26 @@ impl Default for HttpTimeouts {
 }
 
 impl HttpTimeouts {
+    /// The defaults, each overridden by its variable when set (seconds, fractions allowed):
+    /// `DATAFLUX_HTTP_CONNECT_TIMEOUT_SECS`, `DATAFLUX_HTTP_IDLE_TIMEOUT_SECS`,
+    /// `DATAFLUX_HTTP_ATTEMPT_TIMEOUT_SECS`.
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: Duration| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(default)
+        };
+        let d = Self::default();
+        Self {
+            connect: var("DATAFLUX_HTTP_CONNECT_TIMEOUT_SECS", d.connect),
+            idle: var("DATAFLUX_HTTP_IDLE_TIMEOUT_SECS", d.idle),
+            attempt: var("DATAFLUX_HTTP_ATTEMPT_TIMEOUT_SECS", d.attempt),
+        }
+    }
+
     /// An HTTP client for `gcloud-storage` with these timeouts.
     pub fn gcs_client(&self) -> reqwest::Result<reqwest_middleware::ClientWithMiddleware> {
         let client = reqwest::Client::builder()
