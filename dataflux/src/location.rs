@@ -150,9 +150,13 @@ impl Location {
         let store: Arc<dyn Store> = match &self.backend {
             Backend::Gcs { bucket } => Arc::new(GcsStore::connect_with(bucket, &timeouts).await?),
             Backend::S3 { bucket } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
+                let mut builder = object_store::aws::AmazonS3Builder::from_env();
+                for (key, value) in timeouts.client_config() {
+                    builder = builder
+                        .with_config(object_store::aws::AmazonS3ConfigKey::Client(key), value);
+                }
+                let s3 = builder
                     .with_bucket_name(bucket)
-                    .with_client_options(timeouts.client_options())
                     // Exactly one retry layer: ours (RetryStore), not object_store's too.
                     .with_retry(object_store::RetryConfig {
                         max_retries: 0,

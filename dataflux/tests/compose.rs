@@ -2,19 +2,17 @@
 
 mod common;
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use common::*;
 use dataflux::compose::cleanup_stale;
-use dataflux::store::{Capabilities, Page, PageRequest};
+use dataflux::store::hooked::{Answer, Call, HookStore};
 use dataflux::{
     list, manifest, Dataset, DatasetConfig, Error, FetchOptions, ListOptions, ObjectMeta,
-    Operation, PutMode, RetryPolicy, ShardSpec, Stats, Store,
+    Operation, PutMode, RetryPolicy, ShardSpec, Store,
 };
 use futures::StreamExt;
 
@@ -237,60 +235,27 @@ async fn sweep_and_stale_cleanup_remove_leftovers() {
 
 /// A memory store that claims compose and refuses it, as a bucket without
 /// `storage.objects.create` does.
-#[derive(Debug)]
-struct RefusesCompose {
-    inner: Arc<dyn Store>,
-    attempts: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for RefusesCompose {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            compose: true,
-            ..self.inner.capabilities()
-        }
-    }
-    fn stats(&self) -> &Stats {
-        self.inner.stats()
-    }
-    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
-        self.inner.list_page(req).await
-    }
-    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
-        self.inner.get(name, range).await
-    }
-    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
-        self.inner.head(name).await
-    }
-    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
-        self.inner.put(name, data, mode).await
-    }
-    async fn delete(&self, name: &str) -> dataflux::Result<()> {
-        self.inner.delete(name).await
-    }
-    async fn compose(&self, _: &[ObjectMeta], dest: &str) -> dataflux::Result<ObjectMeta> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        Err(Error::PermissionDenied {
-            operation: Operation::Compose,
-            location: self.object_url(dest),
-            message: "403".into(),
-        })
-    }
-}
-
 #[tokio::test]
 async fn refused_compose_is_switched_off_for_the_run() {
     let inner = paged_memory_store();
     let names = names(70);
     put_all(&inner, &names).await;
-    let store = Arc::new(RefusesCompose {
-        inner,
-        attempts: AtomicUsize::new(0),
-    });
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        HookStore::new(inner, move |call| match call {
+            Call::Compose(dest) => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Answer::Fail(Error::PermissionDenied {
+                    operation: Operation::Compose,
+                    location: dest.to_string(),
+                    message: "403".into(),
+                })
+            }
+            _ => Answer::Forward,
+        })
+        .with_compose(true),
+    );
     let ds = dataset(store.clone(), FetchOptions::default()).await;
     let got = ds
         .get_many(&(0..70).collect::<Vec<_>>())
@@ -298,7 +263,7 @@ async fn refused_compose_is_switched_off_for_the_run() {
         .expect("get_many");
     assert!(got.iter().all(|r| r.is_ok()));
     // The 3 groups are fetched concurrently: each in flight is refused at most once.
-    let asked = store.attempts.load(Ordering::SeqCst);
+    let asked = attempts.load(Ordering::SeqCst);
     assert!((1..=3).contains(&asked), "{asked}");
     assert!(!ds.fetcher().composing());
     assert_eq!(ds.stats().fallbacks as usize, asked);
@@ -306,11 +271,7 @@ async fn refused_compose_is_switched_off_for_the_run() {
     ds.get_many(&(0..70).collect::<Vec<_>>())
         .await
         .expect("get_many");
-    assert_eq!(
-        store.attempts.load(Ordering::SeqCst),
-        asked,
-        "not asked again"
-    );
+    assert_eq!(attempts.load(Ordering::SeqCst), asked, "not asked again");
 }
 
 #[tokio::test]
@@ -562,66 +523,24 @@ async fn exactly_32_objects_take_one_compose_and_33_take_two() {
     assert_eq!(temporaries(&store).await, 0);
 }
 
-/// A store that composes on the emulator but fails every read of a temporary object: a
-/// failure between compose and download.
-#[derive(Debug)]
-struct FailsTemporaryReads {
-    inner: Arc<dyn Store>,
-    failed: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for FailsTemporaryReads {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn stats(&self) -> &Stats {
-        self.inner.stats()
-    }
-    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
-        self.inner.list_page(req).await
-    }
-    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
-        if name.starts_with("dataflux-tmp/") {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            return Err(Error::Request {
-                operation: Operation::Get,
-                location: self.object_url(name),
-                status: Some(503),
-                transient: true,
-                message: "injected failure".into(),
-            });
-        }
-        self.inner.get(name, range).await
-    }
-    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
-        self.inner.head(name).await
-    }
-    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
-        self.inner.put(name, data, mode).await
-    }
-    async fn delete(&self, name: &str) -> dataflux::Result<()> {
-        self.inner.delete(name).await
-    }
-    async fn compose(&self, sources: &[ObjectMeta], dest: &str) -> dataflux::Result<ObjectMeta> {
-        self.inner.compose(sources, dest).await
-    }
-}
-
 #[tokio::test]
 async fn a_failure_between_compose_and_download_leaves_nothing_behind() {
     let Some(inner) = gcs_store("compose-fail-get").await else {
         return;
     };
     let bodies: Vec<Vec<u8>> = (0..70).map(|i| body(i, 20 + i % 9)).collect();
-    let store = Arc::new(FailsTemporaryReads {
-        inner: inner.clone(),
-        failed: AtomicUsize::new(0),
-    });
-    let as_store: Arc<dyn Store> = store.clone();
+    // Composes on the emulator but fails every read of a temporary object: a failure
+    // between compose and download.
+    let failed = Arc::new(AtomicUsize::new(0));
+    let counted = failed.clone();
+    let as_store: Arc<dyn Store> =
+        Arc::new(HookStore::new(inner.clone(), move |call| match call {
+            Call::Get(name) if name.starts_with("dataflux-tmp/") => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Answer::status(call, 503)
+            }
+            _ => Answer::Forward,
+        }));
     let ds = dataset_of(&as_store, &bodies, FetchOptions::default()).await;
     let got = ds
         .get_many(&(0..70).collect::<Vec<_>>())
@@ -636,7 +555,7 @@ async fn a_failure_between_compose_and_download_leaves_nothing_behind() {
     }
     let s = ds.stats();
     assert_eq!(
-        store.failed.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst),
         3,
         "3 composites, each read once"
     );
@@ -727,4 +646,45 @@ mod shard_prop {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn undeletable_composites_switch_compose_off_and_are_named_not_fatal() {
+    let Some(inner) = gcs_store("compose-undeletable").await else {
+        return;
+    };
+    let names = names(100);
+    put_all(&inner, &names).await;
+    // Deletes of temporaries refused: a retention policy, an object hold, no permission.
+    let store: Arc<dyn Store> = Arc::new(HookStore::new(inner.clone(), |call| match call {
+        Call::Delete(name) if name.starts_with("dataflux-tmp/") => {
+            Answer::Fail(Error::PermissionDenied {
+                operation: Operation::Delete,
+                location: name.to_string(),
+                message: "object is under a retention policy".into(),
+            })
+        }
+        _ => Answer::Forward,
+    }));
+    let ds = dataset(store.clone(), FetchOptions::default()).await;
+    let indices: Vec<usize> = (0..100).collect();
+    // One group at a time, so the first refused delete decides for the rest.
+    for chunk in indices.chunks(32) {
+        let got = ds.get_many(chunk).await.expect("get_many");
+        for (&i, r) in chunk.iter().zip(got) {
+            assert_eq!(r.expect("bytes")[..], content_of(i, &names[i])[..]);
+        }
+    }
+    let left = ds.fetcher().undeletable();
+    assert_eq!(
+        left.len(),
+        1,
+        "one composite left behind, then no more: {left:?}"
+    );
+    assert!(
+        !ds.fetcher().composing(),
+        "compose is off after a refused delete"
+    );
+    // The sweep is refused too: an error to log, not a hang or a panic.
+    assert!(ds.fetcher().sweep().await.is_err());
 }

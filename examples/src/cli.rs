@@ -40,6 +40,19 @@ pub fn config_exit(message: &str) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// Prints a job's error; returns its exit code: 2 for configuration errors, 75 for those
+/// after which a rerun carries on, else 1.
+pub fn error_exit(e: &dataflux_pipeline::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(if e.is_config() {
+        EXIT_CONFIG
+    } else if e.is_retriable() {
+        EXIT_RETRY
+    } else {
+        1
+    })
+}
+
 /// A location flag.
 pub fn location(flag: &str, value: &str) -> Result<Location, ConfigError> {
     Location::parse(value).map_err(|e| ConfigError(format!("{flag} {value}: {e}")))

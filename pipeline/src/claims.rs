@@ -417,10 +417,10 @@ impl Claims {
                     n + 1,
                 );
             }
+            // The claim stays until the run's clean-up: a committed chunk is never claimed
+            // again, and one request less per chunk.
             let mut held = self.held.lock().await;
-            if let Some(claim) = held.remove(&chunk) {
-                self.delete_claim(&claim).await;
-            }
+            held.remove(&chunk);
             self.sync_held(&held);
         }
         if let Ok(mut d) = self.deferred.lock() {

@@ -74,7 +74,7 @@ impl Finalizer<'_> {
         if self.rank != 0 {
             return Ok(Some((written, None)));
         }
-        let all = self.wait_for_shards(shards).await?;
+        let all = self.wait_for_shards(shards, &written).await?;
         let rank0 = rank_summary();
         let images_ok = all.iter().map(|s| s.images_ok).sum::<u64>();
         let images_failed = all.iter().map(|s| s.images_failed).sum::<u64>();
@@ -182,9 +182,16 @@ impl Finalizer<'_> {
         Ok(summary)
     }
 
-    async fn wait_for_shards(&self, shards: usize) -> Result<Vec<ShardSummary>> {
+    async fn wait_for_shards(
+        &self,
+        shards: usize,
+        mine: &[ShardSummary],
+    ) -> Result<Vec<ShardSummary>> {
         let started = Instant::now();
         let mut found: Vec<Option<ShardSummary>> = vec![None; shards];
+        for s in mine.iter().filter(|s| s.shard < shards) {
+            found[s.shard] = Some(s.clone());
+        }
         loop {
             for (s, slot) in found.iter_mut().enumerate().filter(|(_, f)| f.is_none()) {
                 let name = self.layout.success(s);
@@ -213,19 +220,21 @@ impl Finalizer<'_> {
     /// Removes the run's temporaries (any attempt's): claims, commits, clock probes, the
     /// final plan, composites in the input.
     async fn clean_up(&self) -> Result<()> {
-        let mut removed = 0;
-        for dir in [
+        let (claims, commits, clock) = (
             self.layout.claims_dir(),
             self.layout.commits_dir(),
             self.layout.clock_dir(),
-        ] {
-            removed += store_ops::delete_all(self.output, &dir, self.deadline).await?;
-        }
+        );
         let name = self.layout.final_plan();
-        with_deadline(self.deadline, "removing the final plan", || {
-            self.output.delete(&name)
-        })
-        .await?;
+        let (a, b, c, ()) = futures::try_join!(
+            store_ops::delete_all(self.output, &claims, self.deadline),
+            store_ops::delete_all(self.output, &commits, self.deadline),
+            store_ops::delete_all(self.output, &clock, self.deadline),
+            with_deadline(self.deadline, "removing the final plan", || self
+                .output
+                .delete(&name)),
+        )?;
+        let mut removed = a + b + c;
         let sweeper = Fetcher::new(
             self.input.clone(),
             FetchOptions {

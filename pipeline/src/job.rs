@@ -151,7 +151,6 @@ impl Job {
             spec.lease,
             spec.store_deadline,
         ));
-        claims.tick_clock().await?;
         let pool = Arc::new(CpuPool::new(spec.decode_threads)?);
         let temp_prefix = ListOptions::default().temp_prefix;
         let fetcher = Arc::new(Fetcher::new(
@@ -265,6 +264,8 @@ impl Job {
             let (c, stop, every) = (claims.clone(), renew_stop.clone(), spec.lease / 3);
             let id = set
                 .spawn(async move {
+                    // The store's clock first (takeovers wait for it), then renewals.
+                    c.tick_clock().await?;
                     loop {
                         tokio::select! {
                             _ = stop.cancelled() => return Ok(StageOut::Done),

@@ -29,6 +29,13 @@ struct Args {
     width: u32,
     #[arg(long, default_value_t = 120)]
     height: u32,
+    /// Another build of `batch-inference` (for example an earlier commit's) to compare with
+    /// in the same run: composed fetches, rounds alternating, best round of each.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
+    /// Rounds per binary when comparing with a baseline.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn job_binary() -> Result<PathBuf> {
@@ -90,7 +97,6 @@ fn run_job(
         model.to_str().unwrap_or_default(),
         "--device",
         "cpu",
-        "--quiet",
     ])
     .env("STORAGE_EMULATOR_HOST", endpoint)
     .env("RUST_LOG", "warn")
@@ -160,6 +166,35 @@ async fn main() -> Result<()> {
         let emulator = Emulator::start(&data)?;
         let proxy =
             DelayProxy::start(emulator.addr, Duration::from_millis(args.latency_ms)).await?;
+        if let Some(base) = args.baseline_bin.clone() {
+            let (bin2, url, rounds) = (bin.clone(), proxy.url(), args.rounds.max(1));
+            let (ours, theirs) = tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
+                let (mut ours, mut theirs) = (0f64, 0f64);
+                for round in 0..rounds {
+                    let a = run_job(&bin2, &url, bucket, &format!("out-new-{round}"), n, true)?;
+                    let b = run_job(&base, &url, bucket, &format!("out-base-{round}"), n, true)?;
+                    println!(
+                        "{:>8} round {round}: this build {:.1} images/s, baseline {:.1} images/s",
+                        n, a.images_per_sec, b.images_per_sec
+                    );
+                    ours = ours.max(a.images_per_sec);
+                    theirs = theirs.max(b.images_per_sec);
+                }
+                Ok((ours, theirs))
+            })
+            .await??;
+            println!(
+                "{:>8} best: this build {:.1} images/s, baseline {:.1} images/s, ratio {:.3}",
+                n,
+                ours,
+                theirs,
+                ours / theirs
+            );
+            drop(proxy);
+            drop(emulator);
+            let _ = std::fs::remove_dir_all(&data);
+            continue;
+        }
         let bin2 = bin.clone();
         let url = proxy.url();
         let (composed, single) =

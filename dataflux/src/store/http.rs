@@ -62,11 +62,16 @@ impl HttpTimeouts {
         Ok(reqwest_middleware::ClientBuilder::new(client).build())
     }
 
-    /// `object_store` client options with these timeouts.
-    pub fn client_options(&self) -> object_store::ClientOptions {
-        object_store::ClientOptions::new()
-            .with_connect_timeout(self.connect)
-            .with_read_timeout(self.idle)
-            .with_timeout(self.attempt)
+    /// These timeouts as `object_store` client settings, to add to a builder's own (a whole
+    /// `ClientOptions` would replace what the builder read from the environment, such as
+    /// `AWS_ALLOW_HTTP`).
+    pub fn client_config(&self) -> [(object_store::ClientConfigKey, String); 3] {
+        use object_store::ClientConfigKey as Key;
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            (Key::ConnectTimeout, ms(self.connect)),
+            (Key::ReadTimeout, ms(self.idle)),
+            (Key::Timeout, ms(self.attempt)),
+        ]
     }
 }

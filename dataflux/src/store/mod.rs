@@ -9,6 +9,7 @@
 pub mod counting;
 pub mod gcs;
 pub mod generic;
+pub mod hooked;
 pub mod http;
 pub mod retrying;
 

@@ -104,3 +104,27 @@ pub async fn put_all(store: &Arc<dyn Store>, names: &[String]) {
 pub fn content_of(i: usize, name: &str) -> Vec<u8> {
     name.repeat(i % 3 + 1).into_bytes()
 }
+
+/// A new bucket on moto's S3 server (`AWS_ENDPOINT`, set by `.ci/test`), or `None` when no
+/// S3 endpoint is configured.
+pub async fn s3_store(tag: &str) -> Option<Arc<dyn Store>> {
+    let endpoint = std::env::var("AWS_ENDPOINT").ok()?;
+    let bucket = unique_bucket(tag);
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach S3 at {endpoint}: {e}"));
+    assert!(
+        resp.status().is_success(),
+        "creating bucket {bucket}: {}",
+        resp.status()
+    );
+    Some(
+        dataflux::Location::parse(&format!("s3://{bucket}"))
+            .expect("parse")
+            .open()
+            .await
+            .expect("open"),
+    )
+}

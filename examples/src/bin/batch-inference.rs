@@ -70,12 +70,11 @@ struct Args {
     /// Decode threads (0: all cores).
     #[arg(long, default_value_t = defaults().decode_threads)]
     decode_threads: usize,
-    /// Fast decoding: large JPEGs decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (builds
-    /// with the `turbojpeg` feature), then resized; faster, pixels slightly different.
+    /// Fast decoding: large JPEGs decoded at reduced scale (feature turbojpeg); pixels differ.
     #[arg(long)]
     fast_decode: bool,
-    /// Run id: the same id resumes, or does nothing if finished (default: derived from the
-    /// input, model, task and format; never from the world size).
+    /// Run id: the same id resumes, or does nothing if finished (default: from the input,
+    /// model, task and format, never the world size).
     #[arg(long, env = "DATAFLUX_RUN_ID")]
     run_id: Option<String>,
     /// Never download the model (use the cache or a local directory).
@@ -102,9 +101,6 @@ struct Args {
     /// Pause after each batch, in milliseconds (for tests and demos).
     #[arg(long, default_value_t = 0, hide = true)]
     batch_delay_ms: u64,
-    /// Accepted for compatibility; progress is logged per committed chunk.
-    #[arg(long, hide = true)]
-    quiet: bool,
 }
 
 fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
@@ -152,11 +148,7 @@ async fn run(args: Args) -> ExitCode {
         };
     let stores = match Job::preflight(&spec).await {
         Ok(s) => s,
-        Err(e) if e.is_config() => return cli::config_exit(&e.to_string()),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return cli::error_exit(&e),
     };
     let model = match VitClassifier::load(&spec.model).await {
         Ok(m) => Arc::new(m),
@@ -184,15 +176,7 @@ async fn run(args: Args) -> ExitCode {
             eprintln!("Stopped before the run finished; run it again to carry on.");
             ExitCode::from(cli::EXIT_RETRY)
         }
-        Err(e) if e.is_config() => cli::config_exit(&e.to_string()),
-        Err(e) if e.is_retriable() => {
-            eprintln!("error: {e}");
-            ExitCode::from(cli::EXIT_RETRY)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => cli::error_exit(&e),
     }
 }
 

@@ -100,10 +100,11 @@ async fn finish(
 ) -> Result<()> {
     let chunk = &done.chunk;
     if let Some(reason) = done.transient {
-        super::claim::give_back(claims, chunk.id, chunk.backup).await;
+        // Deferred before it is released, so that this rank does not take it straight back.
         if !chunk.backup {
             claims.defer(chunk.id);
         }
+        super::claim::give_back(claims, chunk.id, chunk.backup).await;
         counts.chunks_released += 1;
         let since = *failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() > config.deadline {

@@ -4,15 +4,12 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use dataflux::store::{Capabilities, Page, PageRequest};
-use dataflux::{Location, ObjectMeta, Operation, PutMode, Stats, Store};
+use dataflux::store::hooked::{Answer, Call, HookStore};
+use dataflux::{Location, PutMode, Store};
 use dataflux_pipeline::{
     BatchModel, Column, ColumnKind, JobSpec, ModelError, Rejection, Row, Stores, Value,
 };
@@ -79,6 +76,17 @@ pub async fn inputs(
         .open()
         .await
         .unwrap();
+    let (good, bad) = fill(&store, name, n).await;
+    (store, good, bad)
+}
+
+/// Writes `n` good images and three bad ones under `imgs/`; returns the expected rows and
+/// bad objects.
+pub async fn fill(
+    store: &Arc<dyn Store>,
+    name: &str,
+    n: usize,
+) -> (BTreeMap<String, String>, BTreeSet<String>) {
     let mut good = BTreeMap::new();
     for i in 0..n {
         let body = format!("image number {i} of {name}");
@@ -104,7 +112,7 @@ pub async fn inputs(
             .unwrap();
         bad.insert(object);
     }
-    (store, good, bad)
+    (good, bad)
 }
 
 /// A spec with small chunks and short leases.
@@ -253,115 +261,32 @@ pub async fn wait_for_commits(store: &Arc<dyn Store>, run: &str, n: usize) {
     }
 }
 
-/// A store that answers every GET of an object under `prefix` with HTTP 503 while `failing`
-/// is set (as GCS does during an incident), and forwards everything else.
-#[derive(Debug)]
-pub struct Outage {
-    pub inner: Arc<dyn Store>,
-    pub prefix: String,
-    pub failing: AtomicBool,
-    pub until: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Outage {
-    pub fn for_secs(inner: Arc<dyn Store>, prefix: &str, secs: f64) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            prefix: prefix.into(),
-            failing: AtomicBool::new(true),
-            until: std::sync::Mutex::new(Some(Instant::now() + Duration::from_secs_f64(secs))),
-        })
-    }
-    fn down(&self) -> bool {
-        let over = self
-            .until
-            .lock()
-            .unwrap()
-            .is_some_and(|t| Instant::now() >= t);
-        if over {
-            self.failing.store(false, Ordering::SeqCst);
+/// `inner`, but every GET of an object under `prefix` answers HTTP 503 for the first `secs`
+/// seconds (as GCS does during an incident).
+pub fn outage(inner: Arc<dyn Store>, prefix: &str, secs: f64) -> Arc<dyn Store> {
+    let (prefix, until) = (
+        prefix.to_string(),
+        Instant::now() + Duration::from_secs_f64(secs),
+    );
+    Arc::new(HookStore::new(inner, move |call| match call {
+        Call::Get(name) if name.starts_with(&prefix) && Instant::now() < until => {
+            Answer::status(call, 503)
         }
-        self.failing.load(Ordering::SeqCst)
-    }
+        _ => Answer::Forward,
+    }))
 }
 
-#[async_trait]
-impl Store for Outage {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn stats(&self) -> &Stats {
-        self.inner.stats()
-    }
-    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
-        self.inner.list_page(req).await
-    }
-    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
-        if name.starts_with(&self.prefix) && self.down() {
-            return Err(dataflux::Error::Request {
-                operation: Operation::Get,
-                location: self.inner.object_url(name),
-                status: Some(503),
-                transient: true,
-                message: "Service Unavailable".into(),
-            });
+/// `inner`, but the first GET of each object under `prefix` returns its body cut short (a
+/// connection dropped mid-body that still looked complete), the next ones the whole body.
+pub fn short_once(inner: Arc<dyn Store>, prefix: &str) -> Arc<dyn Store> {
+    let prefix = prefix.to_string();
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    Arc::new(HookStore::new(inner, move |call| match call {
+        Call::Get(name)
+            if name.starts_with(&prefix) && seen.lock().unwrap().insert(name.to_string()) =>
+        {
+            Answer::CutBody
         }
-        self.inner.get(name, range).await
-    }
-    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
-        self.inner.head(name).await
-    }
-    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
-        self.inner.put(name, data, mode).await
-    }
-    async fn delete(&self, name: &str) -> dataflux::Result<()> {
-        self.inner.delete(name).await
-    }
-}
-
-/// A store whose first GET of each object under `prefix` returns the body cut short (a
-/// connection dropped mid-body that still looked complete), then the whole body.
-#[derive(Debug)]
-pub struct ShortOnce {
-    pub inner: Arc<dyn Store>,
-    pub prefix: String,
-    pub seen: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-#[async_trait]
-impl Store for ShortOnce {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn stats(&self) -> &Stats {
-        self.inner.stats()
-    }
-    async fn list_page(&self, req: PageRequest<'_>) -> dataflux::Result<Page> {
-        self.inner.list_page(req).await
-    }
-    async fn get(&self, name: &str, range: Option<Range<u64>>) -> dataflux::Result<Bytes> {
-        let body = self.inner.get(name, range).await?;
-        let first =
-            name.starts_with(&self.prefix) && self.seen.lock().unwrap().insert(name.to_string());
-        Ok(if first && body.len() > 1 {
-            body.slice(..body.len() / 2)
-        } else {
-            body
-        })
-    }
-    async fn head(&self, name: &str) -> dataflux::Result<ObjectMeta> {
-        self.inner.head(name).await
-    }
-    async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> dataflux::Result<ObjectMeta> {
-        self.inner.put(name, data, mode).await
-    }
-    async fn delete(&self, name: &str) -> dataflux::Result<()> {
-        self.inner.delete(name).await
-    }
+        _ => Answer::Forward,
+    }))
 }
