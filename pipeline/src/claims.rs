@@ -48,9 +48,12 @@ struct Seen {
 }
 
 impl Board {
-    /// Whether every chunk is committed.
-    pub fn all_committed(&self) -> bool {
-        self.committed.iter().all(|&c| c)
+    /// Whether every chunk is committed, as seen then or committed here since.
+    pub fn all_committed(&self, here: &HashSet<usize>) -> bool {
+        self.committed
+            .iter()
+            .enumerate()
+            .all(|(c, &done)| done || here.contains(&c))
     }
 }
 
@@ -87,6 +90,8 @@ pub(crate) struct Claims {
     backups: AtomicUsize,
     /// The store's clock as last read, and when (monotonic) it was read.
     clock: Mutex<Option<(DateTime<Utc>, Instant)>>,
+    /// Chunks this process committed (or found committed when it tried).
+    committed_here: Mutex<HashSet<usize>>,
     /// Chunks this process gave back after a transient failure: not before, and how often.
     deferred: Mutex<HashMap<usize, (Instant, u32)>>,
     /// When this process first saw each chunk held by someone else.
@@ -121,11 +126,20 @@ impl Claims {
             held_snapshot: Mutex::new(HashSet::new()),
             backups: AtomicUsize::new(0),
             clock: Mutex::new(None),
+            committed_here: Mutex::new(HashSet::new()),
             deferred: Mutex::new(HashMap::new()),
             seen_held: Mutex::new(HashMap::new()),
             chunk_secs: Mutex::new((0.0, 0)),
             changed: Notify::new(),
         }
+    }
+
+    /// Chunks committed by this process (or found committed when it tried to).
+    pub fn committed_here(&self) -> HashSet<usize> {
+        self.committed_here
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     /// This process's id in claims and temporaries.
@@ -425,6 +439,9 @@ impl Claims {
         }
         if let Ok(mut d) = self.deferred.lock() {
             d.remove(&chunk);
+        }
+        if let Ok(mut c) = self.committed_here.lock() {
+            c.insert(chunk);
         }
         self.changed.notify_waiters();
         Ok(ours)

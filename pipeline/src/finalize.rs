@@ -161,16 +161,16 @@ impl Finalizer<'_> {
         let results = Bytes::from(results);
         let errors = Bytes::from(errors);
         let (results_name, errors_name) = (self.layout.results(shard), self.layout.errors(shard));
-        with_deadline(self.deadline, "writing a results file", || {
-            self.output
-                .put(&results_name, results.clone(), PutMode::Overwrite)
-        })
-        .await?;
-        with_deadline(self.deadline, "writing an errors file", || {
-            self.output
-                .put(&errors_name, errors.clone(), PutMode::Overwrite)
-        })
-        .await?;
+        futures::try_join!(
+            with_deadline(self.deadline, "writing a results file", || {
+                self.output
+                    .put(&results_name, results.clone(), PutMode::Overwrite)
+            }),
+            with_deadline(self.deadline, "writing an errors file", || {
+                self.output
+                    .put(&errors_name, errors.clone(), PutMode::Overwrite)
+            }),
+        )?;
         self.put_json(&self.layout.success(shard), &summary).await?;
         tracing::info!(
             shard,

@@ -113,7 +113,8 @@ impl Job {
         tracing::info!(rank = topology.rank, world_size = topology.world_size, %run_id, "starting");
 
         let t = Instant::now();
-        let index = Planner {
+        let summary_name = layout.job_summary();
+        let planner = Planner {
             input: &input,
             input_prefix: &spec.input.prefix,
             output: &output,
@@ -124,19 +125,21 @@ impl Job {
             wait_timeout: spec.wait_timeout,
             poll: spec.poll,
             store_deadline: spec.store_deadline,
-        }
-        .index()
-        .await?;
+        };
+        // The plan (checked against this job's definition first) and whether the run has
+        // finished, asked at once.
+        let (index, finished) = tokio::join!(
+            planner.index(),
+            with_deadline(spec.store_deadline, "checking the job summary", || {
+                store_ops::exists(output.as_ref(), &summary_name)
+            })
+        );
+        let (index, finished) = (index?, finished?);
         let mut stages = StageTimes {
             plan: t.elapsed().as_secs_f64(),
             ..Default::default()
         };
-        let summary_name = layout.job_summary();
-        if with_deadline(spec.store_deadline, "checking the job summary", || {
-            store_ops::exists(output.as_ref(), &summary_name)
-        })
-        .await?
-        {
+        if finished {
             let summary = output.object_url(&summary_name);
             tracing::info!("run {run_id} already finished ({summary}): nothing to do");
             return Ok(Outcome::AlreadyFinished { summary });

@@ -54,7 +54,7 @@ pub(crate) async fn run(
                 (chunk, true)
             }
             None => {
-                if board.all_committed() {
+                if board.all_committed(&claims.committed_here()) {
                     return Ok(());
                 }
                 // Wait for a commit or release here, or look again after `poll`.
