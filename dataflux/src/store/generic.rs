@@ -66,14 +66,12 @@ impl GenericStore {
             },
             other => {
                 let message = other.to_string();
-                let status = http_status_in(&message);
+                let (status, transient) = classify(&other, &message);
                 Error::Request {
                     operation: op,
                     location,
                     status,
-                    // object_store retries HTTP failures itself; what is left is transient
-                    // only when it says so by status.
-                    transient: status.is_some_and(status_is_transient),
+                    transient,
                     message,
                 }
             }
@@ -81,10 +79,32 @@ impl GenericStore {
     }
 }
 
-/// Finds an HTTP status in an `object_store` error message (it does not expose one).
+/// Whether an `object_store` failure is transient, from its typed source chain: a transport
+/// failure (`HttpError`: connect, request, timeout, interrupted, a body cut short) is; an
+/// HTTP status is when it is 408, 429 or 5xx. `object_store` does not expose the status of
+/// a failed request as a type outside the crate (its `RetryError` is private), so the status
+/// alone is read from the message (see [`http_status_in`]).
+fn classify(err: &object_store::Error, message: &str) -> (Option<u16>, bool) {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let status = http_status_in(message);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            let transient = !matches!(http.kind(), HttpErrorKind::Unknown);
+            return (status, transient || status.is_some_and(status_is_transient));
+        }
+        source = e.source();
+    }
+    (status, status.is_some_and(status_is_transient))
+}
+
+/// Finds an HTTP status in an `object_store` error message: `status code: 503 …` (a
+/// non-2xx answer) or `status: 503` (an answer whose body was an error).
 fn http_status_in(message: &str) -> Option<u16> {
-    let idx = message.find("status: ")?;
-    message[idx + 8..].get(..3)?.parse().ok()
+    ["status code: ", "status: "].iter().find_map(|tag| {
+        let at = message.find(tag)? + tag.len();
+        message.get(at..at + 3)?.parse().ok()
+    })
 }
 
 fn to_meta(m: &object_store::ObjectMeta) -> ObjectMeta {
@@ -218,5 +238,21 @@ impl Store for GenericStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.map_err(Operation::Delete, name, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_found_in_both_of_object_stores_formats() {
+        let busy = "Generic S3 error: Error performing GET http://h/b/x in 2ms - Server returned non-2xx status code: 503 Service Unavailable: ";
+        assert_eq!(http_status_in(busy), Some(503));
+        assert_eq!(
+            http_status_in("Error performing PUT x - status: 429, body: slow down"),
+            Some(429)
+        );
+        assert_eq!(http_status_in("no status here"), None);
     }
 }

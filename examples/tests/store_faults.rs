@@ -1,0 +1,121 @@
+//! Each store's failures, classified from typed errors: an S3 store (moto) and the GCS
+//! emulator behind the fault proxy answering 503, or never answering (a timeout).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataflux::store::gcs::{emulator_endpoint, GcsStore};
+use dataflux::store::generic::GenericStore;
+use dataflux::store::http::HttpTimeouts;
+use dataflux::testing::{Fault, FaultProxy, FaultRule, RequestKind};
+use dataflux::{Error, Store};
+
+fn every(fault: Fault) -> Vec<FaultRule> {
+    let kinds = vec![
+        RequestKind::Media,
+        RequestKind::Other,
+        RequestKind::List,
+        RequestKind::Upload,
+        RequestKind::Delete,
+        RequestKind::Compose,
+    ];
+    vec![FaultRule {
+        kinds,
+        fault,
+        rate: 1.0,
+        from: Duration::ZERO,
+        until: None,
+    }]
+}
+
+fn upstream(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("host:port")
+}
+
+/// A base S3 store (no retry layer) through `proxy`, with a 1 s idle timeout.
+fn s3_through(proxy: &FaultProxy) -> Arc<dyn Store> {
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_endpoint(proxy.url())
+        .with_bucket_name("any-bucket")
+        .with_retry(object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        });
+    let timeouts = HttpTimeouts {
+        idle: Duration::from_secs(1),
+        attempt: Duration::from_secs(3),
+        ..Default::default()
+    };
+    for (key, value) in timeouts.client_config() {
+        builder = builder.with_config(object_store::aws::AmazonS3ConfigKey::Client(key), value);
+    }
+    Arc::new(GenericStore::new(
+        Arc::new(builder.build().expect("s3")),
+        "s3://any-bucket",
+        true,
+    ))
+}
+
+fn assert_transient(err: &Error, status: Option<u16>) {
+    match err {
+        Error::Request {
+            status: s,
+            transient: true,
+            ..
+        } => assert_eq!(*s, status, "{err}"),
+        other => panic!("expected a transient request error with status {status:?}: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_failures_are_typed_and_transient() {
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT") else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    let busy = FaultProxy::start(upstream(&endpoint), 1, every(Fault::Status(503)))
+        .await
+        .unwrap();
+    let err = s3_through(&busy).get("x", None).await.unwrap_err();
+    assert_transient(&err, Some(503));
+    let silent = FaultProxy::start(upstream(&endpoint), 1, every(Fault::Silent))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = s3_through(&silent).get("x", None).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "timed out, not hung"
+    );
+    assert!(err.is_transient(), "a timeout is transient: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_failures_are_typed_and_transient() {
+    let Some(endpoint) = emulator_endpoint() else {
+        eprintln!("STORAGE_EMULATOR_HOST not set: GCS test skipped");
+        return;
+    };
+    let busy = FaultProxy::start(upstream(&endpoint), 1, every(Fault::Status(503)))
+        .await
+        .unwrap();
+    let config = gcloud_storage::client::ClientConfig {
+        storage_endpoint: busy.url(),
+        http: Some(
+            HttpTimeouts {
+                idle: Duration::from_secs(1),
+                attempt: Duration::from_secs(3),
+                ..Default::default()
+            }
+            .gcs_client()
+            .unwrap(),
+        ),
+        ..Default::default()
+    }
+    .anonymous();
+    let store = GcsStore::with_client(gcloud_storage::client::Client::new(config), "any-bucket");
+    assert_transient(&store.get("x", None).await.unwrap_err(), Some(503));
+}
