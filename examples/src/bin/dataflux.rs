@@ -267,15 +267,29 @@ async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("creating {}", args.to.display()))?;
     let (mut ok, mut failed, mut bytes) = (0usize, 0usize, 0u64);
-    let mut stream = Box::pin(dataset.stream(dataset.start())?);
-    while let Some(item) = stream.next().await {
-        let written = match item.data {
-            Ok(data) => match target_path(&args.to, dataset.prefix(), &item.meta.name) {
-                Ok(path) => write_object(&path, &data).await.map(|()| data.len()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.into()),
-        };
+    // Files are written concurrently (as many as the fetch concurrency): on a disk the writes,
+    // not the fetches, would otherwise set the pace.
+    let (to, prefix) = (args.to.clone(), dataset.prefix().to_string());
+    let mut stream = Box::pin(
+        dataset
+            .stream(dataset.start())?
+            .map(|item| {
+                let (to, prefix) = (to.clone(), prefix.clone());
+                async move {
+                    let written = match item.data {
+                        Ok(data) => match target_path(&to, &prefix, &item.meta.name) {
+                            Ok(path) => write_object(&path, &data).await.map(|()| data.len()),
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e.into()),
+                    };
+                    (item.meta, written)
+                }
+            })
+            .buffer_unordered(args.concurrency.max(1)),
+    );
+    while let Some((meta, written)) = stream.next().await {
+        let item_name = meta.name;
         match written {
             Ok(n) => {
                 ok += 1;
@@ -283,7 +297,7 @@ async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("failed: {}: {e:#}", item.meta.name);
+                eprintln!("failed: {item_name}: {e:#}");
             }
         }
     }
