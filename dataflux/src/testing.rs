@@ -57,6 +57,13 @@ impl RequestKind {
 pub enum Fault {
     /// Answered at once with this status (and `Connection: close`), never sent upstream.
     Status(u16),
+    /// Answered at once with this status and `Retry-After: <seconds>`.
+    Throttle {
+        /// The status (429, 503).
+        status: u16,
+        /// The `Retry-After` value, in seconds.
+        retry_after_secs: u32,
+    },
     /// Accepted and never answered (the connection stays open until the client gives up).
     Silent,
     /// Sent upstream; the response is cut after its headers and half its body.
@@ -200,6 +207,16 @@ async fn serve(client: TcpStream, plan: &Plan) -> std::io::Result<()> {
         Some(Fault::Status(code)) => {
             let reply = format!(
                 "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            write.write_all(reply.as_bytes()).await?;
+            write.shutdown().await
+        }
+        Some(Fault::Throttle {
+            status,
+            retry_after_secs,
+        }) => {
+            let reply = format!(
+                "HTTP/1.1 {status} Injected\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
             write.write_all(reply.as_bytes()).await?;
             write.shutdown().await

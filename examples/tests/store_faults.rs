@@ -119,3 +119,72 @@ async fn gcs_failures_are_typed_and_transient() {
     let store = GcsStore::with_client(gcloud_storage::client::Client::new(config), "any-bucket");
     assert_transient(&store.get("x", None).await.unwrap_err(), Some(503));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_retries_wait_for_retry_after() {
+    let Some(endpoint) = emulator_endpoint() else {
+        eprintln!("STORAGE_EMULATOR_HOST not set: GCS test skipped");
+        return;
+    };
+    // A bucket with one object, written straight to the emulator.
+    let bucket = format!("retry-after-{}", std::process::id());
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/storage/v1/b"))
+        .json(&serde_json::json!({ "name": bucket }))
+        .send()
+        .await
+        .expect("emulator");
+    assert!(resp.status().is_success());
+    let direct = GcsStore::connect(&bucket).await.unwrap();
+    direct
+        .put(
+            "x",
+            bytes::Bytes::from_static(b"hello"),
+            dataflux::PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    // For its first 300 ms the proxy answers 503 with Retry-After: 1.
+    let throttled = FaultProxy::start(
+        upstream(&endpoint),
+        1,
+        vec![FaultRule {
+            kinds: vec![RequestKind::Media],
+            fault: Fault::Throttle {
+                status: 503,
+                retry_after_secs: 1,
+            },
+            rate: 1.0,
+            from: Duration::ZERO,
+            until: Some(Duration::from_millis(300)),
+        }],
+    )
+    .await
+    .unwrap();
+    let config = gcloud_storage::client::ClientConfig {
+        storage_endpoint: throttled.url(),
+        http: Some(HttpTimeouts::default().gcs_client().unwrap()),
+        ..Default::default()
+    }
+    .anonymous();
+    let store = dataflux::store::retrying::layered(
+        Arc::new(GcsStore::with_client(
+            gcloud_storage::client::Client::new(config),
+            &bucket,
+        )),
+        dataflux::RetryPolicy::default(),
+    );
+    let started = Instant::now();
+    assert_eq!(&store.get("x", None).await.unwrap()[..], b"hello");
+    // The retry layer alone would have tried again within 0.2 s (and again, and again).
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        throttled.faults(),
+        1,
+        "one throttled attempt, then the answer"
+    );
+}

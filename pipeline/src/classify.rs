@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use dataflux_inference::preprocess::scaled_jpeg_decoding;
-use dataflux_inference::{Classifier, LoadOptions, PreparedImage, PreprocessMode};
+use dataflux_inference::{Classifier, LoadOptions, ModelSource, PreparedImage, PreprocessMode};
 
 use crate::error::Result;
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
@@ -45,6 +45,18 @@ impl VitClassifier {
     }
 }
 
+/// A checkpoint's identity in a run's definition: a hub id as given, a directory by its
+/// canonical path (the same checkpoint typed from another working directory is the same).
+fn source_id(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Local(dir) => std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.clone())
+            .display()
+            .to_string(),
+        hub => hub.to_string(),
+    }
+}
+
 impl BatchModel for VitClassifier {
     type Input = PreparedImage;
 
@@ -54,7 +66,7 @@ impl BatchModel for VitClassifier {
 
     fn definition(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("source".to_string(), self.spec.source.to_string()),
+            ("source".to_string(), source_id(&self.spec.source)),
             ("top_k".to_string(), self.spec.top_k.to_string()),
             (
                 "decode".to_string(),

@@ -31,6 +31,26 @@ async fn run(
     .await
 }
 
+/// One rank of one, reading images through `input` (a faulty store over `output`'s).
+async fn run_reading(
+    input: Arc<dyn Store>,
+    output: &Arc<dyn Store>,
+    spec: &JobSpec,
+) -> dataflux_pipeline::Result<Outcome> {
+    let stores = Stores {
+        input,
+        output: output.clone(),
+    };
+    Job::run_on(
+        stores,
+        spec,
+        Checksum::fast(),
+        &Topology::single(),
+        CancellationToken::new(),
+    )
+    .await
+}
+
 /// All ranks of one attempt, concurrently.
 async fn attempt(
     store: &Arc<dyn Store>,
@@ -212,19 +232,7 @@ async fn an_outage_of_gets_delays_the_job_without_error_rows() {
     // Every GET of an image answers 503 for 3 s: each store retry gives up well before.
     let store = outage(memory.clone(), "imgs/", 3.0);
     let spec = spec("outage", "o");
-    let topology = Topology::single();
-    let out = Job::run_on(
-        Stores {
-            input: store.clone(),
-            output: memory.clone(),
-        },
-        &spec,
-        Checksum::fast(),
-        &topology,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let out = run_reading(store, &memory, &spec).await.unwrap();
     let f = finished(&out);
     assert!(
         f.rank.counts.chunks_released >= 1,
@@ -242,18 +250,7 @@ async fn an_outage_past_the_deadline_is_a_retriable_error_and_a_rerun_finishes()
         store_deadline: Duration::from_millis(1500),
         ..spec("deadline", "d")
     };
-    let err = Job::run_on(
-        Stores {
-            input: store,
-            output: memory.clone(),
-        },
-        &spec,
-        Checksum::fast(),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let err = run_reading(store, &memory, &spec).await.unwrap_err();
     assert!(
         matches!(err, Error::StoreUnavailable { .. }) && err.is_retriable(),
         "{err}"
@@ -464,18 +461,7 @@ async fn bodies_cut_short_are_fetched_again_and_oversized_objects_are_error_rows
         max_object_bytes: 100,
         ..spec("short", "sh")
     };
-    Job::run_on(
-        Stores {
-            input: store,
-            output: memory.clone(),
-        },
-        &spec,
-        Checksum::fast(),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    run_reading(store, &memory, &spec).await.unwrap();
     check_exactly_once(&memory, "sh", &good, &bad).await;
     let errors = memory.get("out/errors_sh_shard_0.csv", None).await.unwrap();
     let text = String::from_utf8_lossy(&errors);

@@ -52,14 +52,18 @@ impl HttpTimeouts {
         }
     }
 
-    /// An HTTP client for `gcloud-storage` with these timeouts.
+    /// An HTTP client for `gcloud-storage` with these timeouts, honouring `Retry-After`.
     pub fn gcs_client(&self) -> reqwest::Result<reqwest_middleware::ClientWithMiddleware> {
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect)
             .read_timeout(self.idle)
             .timeout(self.attempt)
             .build()?;
-        Ok(reqwest_middleware::ClientBuilder::new(client).build())
+        Ok(reqwest_middleware::ClientBuilder::new(client)
+            .with(HonourRetryAfter {
+                cap: MAX_RETRY_AFTER,
+            })
+            .build())
     }
 
     /// These timeouts as `object_store` client settings, to add to a builder's own (a whole
@@ -73,5 +77,62 @@ impl HttpTimeouts {
             (Key::ReadTimeout, ms(self.idle)),
             (Key::Timeout, ms(self.attempt)),
         ]
+    }
+}
+
+/// The longest `Retry-After` honoured; a longer one is cut to this (the retry layer's
+/// deadline still bounds the operation).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Hands a 429 or 503 answer carrying `Retry-After: <seconds>` back only after that delay
+/// (at most `cap`), so that the retry layer's next attempt is no sooner than the server asked.
+/// Not a retry layer of its own: it never sends a request again. (`object_store`'s S3
+/// client does not expose response headers, so there the retry layer's backoff alone
+/// applies.)
+#[derive(Debug, Clone, Copy)]
+struct HonourRetryAfter {
+    cap: Duration,
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for HonourRetryAfter {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let response = next.run(req, extensions).await?;
+        if matches!(response.status().as_u16(), 429 | 503) {
+            if let Some(wait) = retry_after(response.headers()) {
+                tracing::debug!(?wait, status = %response.status(), "the server asked to retry later");
+                tokio::time::sleep(wait.min(self.cap)).await;
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by GCS and is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }
