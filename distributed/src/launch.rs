@@ -186,6 +186,17 @@ impl Plan {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.extend(self.common_env.iter().cloned());
+        // Each child's share of the CPUs for libraries that size a pool from the machine
+        // (rayon's global pool under candle's CPU kernels), unless the user set it.
+        if !env.iter().any(|(k, _)| k == "RAYON_NUM_THREADS")
+            && std::env::var_os("RAYON_NUM_THREADS").is_none()
+        {
+            let budget = crate::Budget::detect(self.nproc_per_node);
+            env.push((
+                "RAYON_NUM_THREADS".into(),
+                budget.decode_threads.to_string(),
+            ));
+        }
         env
     }
 }

@@ -7,6 +7,7 @@
 //!   memory) for one run: rank 0 lists once and shares the listing, ranks exchange the NCCL
 //!   id and gather per-rank summaries.
 //! - [`launch`]: the library behind `dataflux-launch`, which starts one process per GPU.
+//! - [`Budget`]: one rank's share of the pod's CPU quota and memory limit.
 //! - `nccl` (feature `nccl`): a NCCL communicator built from the topology and the
 //!   rendezvous.
 //!
@@ -25,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod error;
 pub mod launch;
 #[cfg(feature = "nccl")]
@@ -32,6 +34,7 @@ pub mod nccl;
 pub mod rendezvous;
 pub mod topology;
 
+pub use budget::Budget;
 pub use error::{Error, Result};
 pub use rendezvous::{run_id_from_env, Rendezvous, RendezvousOptions, DATAFLUX_RUN_ID};
 pub use topology::{Source, Topology};

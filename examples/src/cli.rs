@@ -53,6 +53,26 @@ pub fn error_exit(e: &dataflux_pipeline::Error) -> ExitCode {
     })
 }
 
+/// Prints how a job ended; returns its exit code: 0 done (or done before), 3 done with bad
+/// inputs, 75 stopped early (run it again to carry on).
+pub fn outcome_exit(outcome: &dataflux_pipeline::Outcome) -> ExitCode {
+    use dataflux_pipeline::Outcome;
+    match outcome {
+        Outcome::AlreadyFinished { summary } => {
+            eprintln!("Nothing to do: this run already finished (summary: {summary}).");
+            ExitCode::SUCCESS
+        }
+        Outcome::Finished(f) => {
+            eprintln!("{}", dataflux_pipeline::summary::summary_table(f));
+            ExitCode::from(if f.has_bad_inputs() { 3 } else { 0 })
+        }
+        Outcome::Interrupted { .. } => {
+            eprintln!("Stopped before the run finished; run it again to carry on.");
+            ExitCode::from(EXIT_RETRY)
+        }
+    }
+}
+
 /// A location flag.
 pub fn location(flag: &str, value: &str) -> Result<Location, ConfigError> {
     Location::parse(value).map_err(|e| ConfigError(format!("{flag} {value}: {e}")))
@@ -136,6 +156,15 @@ impl From<FormatArg> for OutputFormat {
             FormatArg::Jsonl => OutputFormat::Jsonl,
         }
     }
+}
+
+/// The async runtime for one rank: its budget's worker threads (I/O needs few; the CPU work
+/// runs on the decode pool).
+pub fn runtime(budget: &dataflux_distributed::Budget) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(budget.async_workers)
+        .enable_all()
+        .build()
 }
 
 /// Cancels `cancel` on SIGTERM or Ctrl-C, for as long as the returned guard lives.

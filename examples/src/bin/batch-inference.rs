@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use dataflux_distributed::Topology;
+use dataflux_distributed::{Budget, Topology};
 use dataflux_examples::cli::{self, DTypeArg, FormatArg};
-use dataflux_pipeline::{summary::summary_table, Job, JobSpec, Outcome, VitClassifier};
+use dataflux_pipeline::{Job, JobSpec, VitClassifier};
 use tokio_util::sync::CancellationToken;
 
 /// The sample images shipped with the repository (the default input).
@@ -64,12 +64,12 @@ struct Args {
     /// Objects larger than this many bytes get an error row `too_large`, without a download.
     #[arg(long, default_value_t = defaults().max_object_bytes)]
     max_object_bytes: u64,
-    /// MiB fetched ahead of decoding at most.
-    #[arg(long, default_value_t = defaults().prefetch_bytes / (1024 * 1024))]
-    prefetch_mb: u64,
-    /// Decode threads (0: all cores).
-    #[arg(long, default_value_t = defaults().decode_threads)]
-    decode_threads: usize,
+    /// MiB fetched ahead of decoding at most (default: this rank's share of the memory limit).
+    #[arg(long)]
+    prefetch_mb: Option<u64>,
+    /// Decode threads (default: this rank's share of the CPU quota).
+    #[arg(long)]
+    decode_threads: Option<usize>,
     /// Fast decoding: large JPEGs decoded at reduced scale (feature turbojpeg); pixels differ.
     #[arg(long)]
     fast_decode: bool,
@@ -103,7 +103,7 @@ struct Args {
     batch_delay_ms: u64,
 }
 
-fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
+fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cli::ConfigError> {
     let d = defaults();
     Ok(JobSpec {
         input: cli::location("--input", &args.input)?,
@@ -121,11 +121,13 @@ fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
         chunk_size: args.chunk_size,
         batch_size: args.batch_size,
         concurrency: args.concurrency,
-        prefetch_bytes: args.prefetch_mb.saturating_mul(1024 * 1024),
+        prefetch_bytes: args
+            .prefetch_mb
+            .map_or(budget.prefetch_bytes, |mb| mb.saturating_mul(1024 * 1024)),
         compose: !args.no_compose,
         max_composite_bytes: args.max_composite_bytes,
         max_object_bytes: args.max_object_bytes,
-        decode_threads: args.decode_threads,
+        decode_threads: args.decode_threads.unwrap_or(budget.decode_threads),
         lease: cli::seconds("--lease-secs", args.lease_secs)?,
         grace: cli::seconds("--grace-secs", args.grace_secs)?,
         store_deadline: cli::seconds("--store-deadline-secs", args.store_deadline_secs)?,
@@ -136,16 +138,22 @@ fn spec(args: &Args, topology: &Topology) -> Result<JobSpec, cli::ConfigError> {
     })
 }
 
-async fn run(args: Args) -> ExitCode {
-    let topology = match Topology::from_env() {
-        Ok(t) => t,
+async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
+    let spec = match spec(&args, &topology, &budget)
+        .and_then(|s| s.validate().map(|_| s).map_err(Into::into))
+    {
+        Ok(s) => s,
         Err(e) => return cli::config_exit(&e.to_string()),
     };
-    let spec =
-        match spec(&args, &topology).and_then(|s| s.validate().map(|_| s).map_err(Into::into)) {
-            Ok(s) => s,
-            Err(e) => return cli::config_exit(&e.to_string()),
-        };
+    tracing::info!(
+        cpus = budget.cpus,
+        memory_mib = budget.memory_bytes.map(|m| m >> 20),
+        local_world_size = budget.local_world_size,
+        decode_threads = spec.decode_threads,
+        async_workers = budget.async_workers,
+        prefetch_mib = spec.prefetch_bytes >> 20,
+        "this rank's budget"
+    );
     let stores = match Job::preflight(&spec).await {
         Ok(s) => s,
         Err(e) => return cli::error_exit(&e),
@@ -160,22 +168,7 @@ async fn run(args: Args) -> ExitCode {
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
     match Job::run_on(stores, &spec, model, &topology, cancel).await {
-        Ok(Outcome::AlreadyFinished { summary }) => {
-            eprintln!("Nothing to do: this run already finished (summary: {summary}).");
-            ExitCode::SUCCESS
-        }
-        Ok(Outcome::Finished(f)) => {
-            eprintln!("{}", summary_table(&f));
-            if f.has_bad_inputs() {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Ok(Outcome::Interrupted { .. }) => {
-            eprintln!("Stopped before the run finished; run it again to carry on.");
-            ExitCode::from(cli::EXIT_RETRY)
-        }
+        Ok(outcome) => cli::outcome_exit(&outcome),
         Err(e) => cli::error_exit(&e),
     }
 }
@@ -183,8 +176,13 @@ async fn run(args: Args) -> ExitCode {
 fn main() -> ExitCode {
     let args = Args::parse();
     dataflux_examples::logging::init("info");
-    match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(run(args)),
+    let topology = match Topology::from_env() {
+        Ok(t) => t,
+        Err(e) => return cli::config_exit(&e.to_string()),
+    };
+    let budget = Budget::detect(topology.local_world_size);
+    match cli::runtime(&budget) {
+        Ok(rt) => rt.block_on(run(args, topology, budget)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(1)
