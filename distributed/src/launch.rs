@@ -65,6 +65,10 @@ pub struct LaunchArgs {
     /// failed.
     #[arg(long, value_delimiter = ',', default_value = "3")]
     pub finished_codes: Vec<i32>,
+    /// Log lines: text, json, or auto (text on a terminal). The children get the same
+    /// format; text lines of theirs are prefixed with their rank.
+    #[arg(long, env = crate::logs::LOG_FORMAT_ENV, value_enum, default_value_t = crate::logs::LogFormat::Auto)]
+    pub log_format: crate::logs::LogFormat,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
@@ -87,6 +91,8 @@ pub struct Plan {
     pub grace_period: Duration,
     /// Non-zero exit codes that are not failures (see [`LaunchArgs::finished_codes`]).
     pub finished_codes: Vec<i32>,
+    /// Text or JSON, decided: the children's format too.
+    pub log_format: crate::logs::LogFormat,
 }
 
 impl LaunchArgs {
@@ -150,6 +156,7 @@ impl LaunchArgs {
             command: self.command.clone(),
             grace_period: Duration::from_secs(self.grace_period_s),
             finished_codes: self.finished_codes.clone(),
+            log_format: self.log_format.resolved(),
         })
     }
 }
@@ -186,6 +193,11 @@ impl Plan {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.extend(self.common_env.iter().cloned());
+        let format = match self.log_format {
+            crate::logs::LogFormat::Json => "json",
+            _ => "text",
+        };
+        env.push((crate::logs::LOG_FORMAT_ENV.into(), format.into()));
         // Each child's share of the CPUs for libraries that size a pool from the machine
         // (rayon's global pool under candle's CPU kernels), unless the user set it.
         if !env.iter().any(|(k, _)| k == "RAYON_NUM_THREADS")
@@ -235,18 +247,33 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
     // and a terminal's Ctrl-C reaches the children only through the launcher.
     let mut groups: Vec<Option<Pid>> = Vec::with_capacity(plan.nproc_per_node);
     let mut waits = FuturesUnordered::new();
+    // Text lines of the children are prefixed with their rank (JSON lines carry it).
+    let prefix = plan.log_format != crate::logs::LogFormat::Json;
+    let mut copies = tokio::task::JoinSet::new();
     for local_rank in 0..plan.nproc_per_node {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .envs(plan.child_env(local_rank))
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                command: plan.command.join(" "),
-                local_rank,
-                source,
-            })?;
+            .kill_on_drop(true);
+        if prefix {
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+        }
+        let mut child = command.spawn().map_err(|source| Error::Spawn {
+            command: plan.command.join(" "),
+            local_rank,
+            source,
+        })?;
+        let rank = plan.node_rank * plan.nproc_per_node + local_rank;
+        if let Some(out) = child.stdout.take() {
+            copies.spawn(prefixed(out, rank, false));
+        }
+        if let Some(err) = child.stderr.take() {
+            copies.spawn(prefixed(err, rank, true));
+        }
         groups.push(
             child
                 .id()
@@ -297,7 +324,26 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
             }
         }
     }
+    // The children are gone: their pipes end, and every line is out.
+    while copies.join_next().await.is_some() {}
     Ok(first_failure.unwrap_or(finished_code))
+}
+
+/// Copies a child's output line by line with `[rank N] ` in front.
+async fn prefixed(stream: impl tokio::io::AsyncRead + Unpin, rank: usize, stderr: bool) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let text = format!("[rank {rank}] {line}\n");
+        let written = if stderr {
+            tokio::io::stderr().write_all(text.as_bytes()).await
+        } else {
+            tokio::io::stdout().write_all(text.as_bytes()).await
+        };
+        if written.is_err() {
+            return;
+        }
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -29,6 +29,7 @@
 pub mod budget;
 pub mod error;
 pub mod launch;
+pub mod logs;
 #[cfg(feature = "nccl")]
 pub mod nccl;
 pub mod rendezvous;

@@ -227,3 +227,45 @@ fn a_child_finished_with_bad_inputs_does_not_stop_the_others() {
     );
     assert_eq!(sorted_lines(&out.stdout), ["survived"]);
 }
+
+#[test]
+fn text_output_of_children_is_prefixed_with_their_rank() {
+    let out = launcher(&[
+        "--log-format",
+        "text",
+        "--nproc-per-node",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "echo hi $RANK; echo oops >&2",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sorted_lines(&out.stdout),
+        ["[rank 0] hi 0", "[rank 1] hi 1"]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[rank 0] oops") && stderr.contains("[rank 1] oops"),
+        "{stderr}"
+    );
+    // JSON mode: the children are told so, and their lines go through untouched.
+    let out = launcher(&[
+        "--log-format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo $DATAFLUX_LOG_FORMAT",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(sorted_lines(&out.stdout), ["json"]);
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dataflux::Location;
+use dataflux_distributed::logs::say;
 use dataflux_distributed::Topology;
 use dataflux_inference::{DType, DeviceSpec, ModelSource};
 use dataflux_pipeline::OutputFormat;
@@ -36,14 +37,14 @@ impl From<dataflux_pipeline::Error> for ConfigError {
 
 /// Prints a configuration error and returns exit code 2.
 pub fn config_exit(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    say(&format!("error: {message}"));
     ExitCode::from(EXIT_CONFIG)
 }
 
 /// Prints a job's error; returns its exit code: 2 for configuration errors, 75 for those
 /// after which a rerun carries on, else 1.
 pub fn error_exit(e: &dataflux_pipeline::Error) -> ExitCode {
-    eprintln!("error: {e}");
+    say(&format!("error: {e}"));
     ExitCode::from(if e.is_config() {
         EXIT_CONFIG
     } else if e.is_retriable() {
@@ -59,15 +60,17 @@ pub fn outcome_exit(outcome: &dataflux_pipeline::Outcome) -> ExitCode {
     use dataflux_pipeline::Outcome;
     match outcome {
         Outcome::AlreadyFinished { summary } => {
-            eprintln!("Nothing to do: this run already finished (summary: {summary}).");
+            say(&format!(
+                "Nothing to do: this run already finished (summary: {summary})."
+            ));
             ExitCode::SUCCESS
         }
         Outcome::Finished(f) => {
-            eprintln!("{}", dataflux_pipeline::summary::summary_table(f));
+            say(dataflux_pipeline::summary::summary_table(f).trim_end());
             ExitCode::from(if f.has_bad_inputs() { 3 } else { 0 })
         }
         Outcome::Interrupted { .. } => {
-            eprintln!("Stopped before the run finished; run it again to carry on.");
+            say("Stopped before the run finished; run it again to carry on.");
             ExitCode::from(EXIT_RETRY)
         }
     }

@@ -1,12 +1,10 @@
-//! Log set-up shared by the binaries: `tracing` to stderr, filtered by `RUST_LOG`.
+//! Log set-up shared by the binaries: `dataflux_distributed::logs` (text or JSON lines, with
+//! the process's `rank` and `run_id` on every line).
 
-/// Sends `tracing` events to stderr, filtered by `RUST_LOG`, else at `default_level`.
-pub fn init(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+pub use dataflux_distributed::logs::{set_field, LogFormat};
+
+/// Sends `tracing` events to stderr in `format`, filtered by `RUST_LOG`, else at
+/// `default_level`.
+pub fn init(default_level: &str, format: LogFormat) {
+    dataflux_distributed::logs::init(default_level, format);
 }

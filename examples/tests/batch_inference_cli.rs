@@ -90,3 +90,49 @@ fn configuration_errors_exit_2_naming_the_flag_before_any_work() {
             || std::fs::read_dir(out.join("_dataflux")).unwrap().count() == 0
     );
 }
+
+#[test]
+fn json_logs_carry_severity_message_timestamp_rank_and_run_id_on_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args([
+            "--model",
+            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
+        ])
+        .args([
+            "--device",
+            "cpu",
+            "--output",
+            out.to_str().unwrap(),
+            "--run-id",
+            "logs",
+        ])
+        .env("DATAFLUX_LOG_FORMAT", "json")
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "1")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{stderr}");
+    let mut with_run = 0;
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in ["severity", "message", "timestamp", "rank"] {
+            assert!(v.get(key).is_some(), "{key} missing: {line}");
+        }
+        with_run += usize::from(v["run_id"] == "logs");
+    }
+    // Every line once the run id is known (all but the first few set-up lines).
+    assert!(with_run + 2 >= lines.len(), "{stderr}");
+}

@@ -86,6 +86,14 @@ impl Job {
         Ok(Stores { input, output })
     }
 
+    /// The run id `spec` and `model` run under: the spec's, else one derived from what
+    /// defines the results (never from the world size).
+    pub fn run_id<M: BatchModel>(spec: &JobSpec, model: &M) -> String {
+        spec.run_id
+            .clone()
+            .unwrap_or_else(|| default_run_id(&spec.definition(model.task(), model.definition())))
+    }
+
     /// Runs the job over given stores (`spec.input`'s and `spec.output`'s prefixes apply).
     ///
     /// Cancelling `cancel` (SIGTERM) stops claiming; chunks in flight get `spec.grace` to

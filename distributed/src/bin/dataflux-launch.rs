@@ -4,17 +4,12 @@
 
 use clap::Parser;
 use dataflux_distributed::launch::{self, LaunchArgs};
-use tracing_subscriber::EnvFilter;
+use dataflux_distributed::logs;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = LaunchArgs::parse();
+    logs::init("info", args.log_format);
     let code = match launch::run(args).await {
         Ok(code) => code,
         Err(e) => {

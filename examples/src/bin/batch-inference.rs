@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use dataflux_distributed::{Budget, Topology};
 use dataflux_examples::cli::{self, DTypeArg, FormatArg};
+use dataflux_examples::logging::{self, LogFormat};
 use dataflux_pipeline::{Job, JobSpec, VitClassifier};
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +99,9 @@ struct Args {
     /// No backup tasks: an idle rank does not re-run chunks held long by a slow one.
     #[arg(long)]
     no_speculate: bool,
+    /// Log lines: text, json (Cloud Logging), or auto (text on a terminal, JSON otherwise).
+    #[arg(long, env = "DATAFLUX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     /// Pause after each batch, in milliseconds (for tests and demos).
     #[arg(long, default_value_t = 0, hide = true)]
     batch_delay_ms: u64,
@@ -165,6 +169,7 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    logging::set_field("run_id", Job::run_id(&spec, model.as_ref()));
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
     match Job::run_on(stores, &spec, model, &topology, cancel).await {
@@ -175,11 +180,12 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    dataflux_examples::logging::init("info");
+    dataflux_examples::logging::init("info", args.log_format);
     let topology = match Topology::from_env() {
         Ok(t) => t,
         Err(e) => return cli::config_exit(&e.to_string()),
     };
+    logging::set_field("rank", topology.rank);
     let budget = Budget::detect(topology.local_world_size);
     match cli::runtime(&budget) {
         Ok(rt) => rt.block_on(run(args, topology, budget)),

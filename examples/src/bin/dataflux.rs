@@ -21,6 +21,7 @@ use dataflux::{
     folder_prefix, list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location,
     DEFAULT_TEMP_PREFIX,
 };
+use dataflux_examples::logging::LogFormat;
 use futures::StreamExt;
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,9 @@ use futures::StreamExt;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines: text, json (Cloud Logging), or auto (text on a terminal, JSON otherwise).
+    #[arg(long, env = "DATAFLUX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,7 +137,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    dataflux_examples::logging::init("warn");
+    dataflux_examples::logging::init("warn", cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

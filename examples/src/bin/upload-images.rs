@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dataflux_examples::logging::LogFormat;
 use dataflux_examples::upload::{upload, UploadOptions};
 
 #[derive(Debug, Parser)]
@@ -13,6 +14,9 @@ use dataflux_examples::upload::{upload, UploadOptions};
     about = "Upload a local folder of images to gs://, s3://, file:// or a local path."
 )]
 struct Args {
+    /// Log lines: text, json (Cloud Logging), or auto (text on a terminal, JSON otherwise).
+    #[arg(long, env = "DATAFLUX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     /// The folder to upload.
     source: PathBuf,
     /// Destination URL with prefix, e.g. gs://my-bucket/coco/val2017.
@@ -31,7 +35,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    dataflux_examples::logging::init("info");
+    dataflux_examples::logging::init("info", args.log_format);
     let options = UploadOptions {
         concurrency: args.concurrency,
         strip_leading_zeros: args.strip_leading_zeros,
