@@ -329,16 +329,27 @@ pub async fn run_plan(plan: &Plan) -> Result<i32> {
     Ok(first_failure.unwrap_or(finished_code))
 }
 
+/// Writes and flushes: tokio's stdio hands writes to a background thread, so only a flush
+/// says they are out (before the launcher exits).
+async fn write_line(
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    text: &str,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    out.write_all(text.as_bytes()).await?;
+    out.flush().await
+}
+
 /// Copies a child's output line by line with `[rank N] ` in front.
 async fn prefixed(stream: impl tokio::io::AsyncRead + Unpin, rank: usize, stderr: bool) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let text = format!("[rank {rank}] {line}\n");
         let written = if stderr {
-            tokio::io::stderr().write_all(text.as_bytes()).await
+            write_line(&mut tokio::io::stderr(), &text).await
         } else {
-            tokio::io::stdout().write_all(text.as_bytes()).await
+            write_line(&mut tokio::io::stdout(), &text).await
         };
         if written.is_err() {
             return;
