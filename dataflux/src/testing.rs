@@ -204,23 +204,11 @@ async fn serve(client: TcpStream, plan: &Plan) -> std::io::Result<()> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
     match plan.fault_for(kind) {
-        Some(Fault::Status(code)) => {
-            let reply = format!(
-                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            write.write_all(reply.as_bytes()).await?;
-            write.shutdown().await
-        }
+        Some(Fault::Status(status)) => answer(&mut write, status, None).await,
         Some(Fault::Throttle {
             status,
             retry_after_secs,
-        }) => {
-            let reply = format!(
-                "HTTP/1.1 {status} Injected\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            write.write_all(reply.as_bytes()).await?;
-            write.shutdown().await
-        }
+        }) => answer(&mut write, status, Some(retry_after_secs)).await,
         Some(Fault::Silent) => {
             // Hold the connection until the client gives up on it.
             let mut sink = Vec::new();
@@ -247,6 +235,22 @@ async fn serve(client: TcpStream, plan: &Plan) -> std::io::Result<()> {
             write.shutdown().await
         }
     }
+}
+
+/// Answers with `status` (and `Retry-After`), no body, and closes.
+async fn answer(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    status: u16,
+    retry_after_secs: Option<u32>,
+) -> std::io::Result<()> {
+    let retry_after = retry_after_secs
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
+    let reply = format!(
+        "HTTP/1.1 {status} Injected\r\n{retry_after}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    write.write_all(reply.as_bytes()).await?;
+    write.shutdown().await
 }
 
 fn content_length(head: &str) -> usize {
