@@ -76,6 +76,30 @@ pub fn outcome_exit(outcome: &dataflux_pipeline::Outcome) -> ExitCode {
     }
 }
 
+/// `--dry-run`: lists, prints the plan and the requests with their cost, writes nothing.
+pub async fn dry_run_exit(spec: &dataflux_pipeline::JobSpec, world_size: usize) -> ExitCode {
+    match dataflux_pipeline::dry_run(spec, world_size).await {
+        Ok(plan) => {
+            say(plan.to_string().trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => error_exit(&e),
+    }
+}
+
+/// Logs this rank's budget and what the spec takes of it.
+pub fn log_budget(budget: &dataflux_distributed::Budget, spec: &dataflux_pipeline::JobSpec) {
+    tracing::info!(
+        cpus = budget.cpus,
+        memory_mib = budget.memory_bytes.map(|m| m >> 20),
+        local_world_size = budget.local_world_size,
+        decode_threads = spec.decode_threads,
+        async_workers = budget.async_workers,
+        prefetch_mib = spec.prefetch_bytes >> 20,
+        "this rank's budget"
+    );
+}
+
 /// A location flag.
 pub fn location(flag: &str, value: &str) -> Result<Location, ConfigError> {
     Location::parse(value).map_err(|e| ConfigError(format!("{flag} {value}: {e}")))

@@ -136,3 +136,18 @@ fn json_logs_carry_severity_message_timestamp_rank_and_run_id_on_every_line() {
     // Every line once the run id is known (all but the first few set-up lines).
     assert!(with_run + 2 >= lines.len(), "{stderr}");
 }
+
+#[test]
+fn a_dry_run_prints_the_plan_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = job(&out, &["--dry-run"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("objects") && stderr.contains("           6"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("GCS classes A"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+}

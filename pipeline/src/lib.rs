@@ -78,6 +78,7 @@ pub mod carrier;
 mod claims;
 mod classify;
 pub mod cpu_pool;
+pub mod dry_run;
 pub mod error;
 mod finalize;
 mod job;
@@ -92,6 +93,7 @@ pub mod summary;
 
 pub use carrier::{BadInput, Chunk, Failure, Item};
 pub use classify::VitClassifier;
+pub use dry_run::{dry_run, DryRun};
 pub use error::{Error, Result};
 pub use job::{Job, Stores};
 pub use layout::Layout;

@@ -468,3 +468,21 @@ async fn bodies_cut_short_are_fetched_again_and_oversized_objects_are_error_rows
     assert!(text.contains("imgs/99999-big.jpg,too_large,"), "{text}");
     assert!(!text.contains("integrity"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_run_lists_plans_and_counts_requests_writing_nothing() {
+    let (store, _, _) = inputs("dry", 61).await;
+    let spec = spec("dry", "dr");
+    let plan = dataflux_pipeline::dry_run(&spec, 3).await.unwrap();
+    assert_eq!((plan.objects, plan.chunks, plan.world_size), (64, 8, 3));
+    assert_eq!(plan.ranges, [(0, 2), (2, 5), (5, 8)]);
+    // The memory store cannot compose: one GET per image, plus the plan's and the chunks'.
+    assert_eq!(plan.composed_groups, 0);
+    assert_eq!(plan.requests.get, 64 + 1 + 8 + 8);
+    assert!(plan.requests.cost_usd() > 0.0);
+    assert!(plan.to_string().contains("nothing was written"));
+    let written = dataflux::list(&store, "out/", &dataflux::ListOptions::default())
+        .await
+        .unwrap();
+    assert!(written.objects.is_empty(), "{:?}", written.objects);
+}

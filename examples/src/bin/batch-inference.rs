@@ -96,6 +96,10 @@ struct Args {
     /// Seconds a rank waits for another (rank 0's listing, the other shards).
     #[arg(long, default_value_t = defaults().wait_timeout.as_secs_f64())]
     wait_timeout_secs: f64,
+    /// List, print the chunk plan and the requests the job would make with their cost at GCS
+    /// list prices, and exit having written nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// No backup tasks: an idle rank does not re-run chunks held long by a slow one.
     #[arg(long)]
     no_speculate: bool,
@@ -149,15 +153,10 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::config_exit(&e.to_string()),
     };
-    tracing::info!(
-        cpus = budget.cpus,
-        memory_mib = budget.memory_bytes.map(|m| m >> 20),
-        local_world_size = budget.local_world_size,
-        decode_threads = spec.decode_threads,
-        async_workers = budget.async_workers,
-        prefetch_mib = spec.prefetch_bytes >> 20,
-        "this rank's budget"
-    );
+    cli::log_budget(&budget, &spec);
+    if args.dry_run {
+        return cli::dry_run_exit(&spec, topology.world_size).await;
+    }
     let stores = match Job::preflight(&spec).await {
         Ok(s) => s,
         Err(e) => return cli::error_exit(&e),
