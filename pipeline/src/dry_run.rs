@@ -169,7 +169,7 @@ impl fmt::Display for DryRun {
         writeln!(f, "  composed groups {:>8}", self.composed_groups)?;
         writeln!(
             f,
-            "  requests    list {}, get {}, head {}, put {}, compose {}, delete {}",
+            "  requests    list {}, get {}, head {}, put {}, compose {}, delete {} (at least: retries, lease renewals and listing splits come on top)",
             r.list, r.get, r.head, r.put, r.compose, r.delete
         )?;
         writeln!(
