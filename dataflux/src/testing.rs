@@ -284,34 +284,33 @@ mod tests {
 
     #[test]
     fn requests_are_classified_by_method_and_path() {
-        assert_eq!(
-            RequestKind::of("GET", "/download/storage/v1/b/x/o/a?alt=media"),
-            RequestKind::Media
-        );
-        assert_eq!(
-            RequestKind::of("GET", "/storage/v1/b/x/o/a?alt=media&generation=3"),
-            RequestKind::Media
-        );
-        assert_eq!(
-            RequestKind::of("POST", "/storage/v1/b/x/o/c/compose?ifGenerationMatch=0"),
-            RequestKind::Compose
-        );
-        assert_eq!(
-            RequestKind::of("DELETE", "/storage/v1/b/x/o/a"),
-            RequestKind::Delete
-        );
-        assert_eq!(
-            RequestKind::of("GET", "/storage/v1/b/x/o?prefix=a"),
-            RequestKind::List
-        );
-        assert_eq!(
-            RequestKind::of("POST", "/upload/storage/v1/b/x/o?uploadType=multipart"),
-            RequestKind::Upload
-        );
-        assert_eq!(
-            RequestKind::of("GET", "/storage/v1/b/x/o/a"),
-            RequestKind::Other
-        );
+        for (method, target, kind) in [
+            (
+                "GET",
+                "/download/storage/v1/b/x/o/a?alt=media",
+                RequestKind::Media,
+            ),
+            (
+                "GET",
+                "/storage/v1/b/x/o/a?alt=media&generation=3",
+                RequestKind::Media,
+            ),
+            (
+                "POST",
+                "/storage/v1/b/x/o/c/compose?ifGenerationMatch=0",
+                RequestKind::Compose,
+            ),
+            ("DELETE", "/storage/v1/b/x/o/a", RequestKind::Delete),
+            ("GET", "/storage/v1/b/x/o?prefix=a", RequestKind::List),
+            (
+                "POST",
+                "/upload/storage/v1/b/x/o?uploadType=multipart",
+                RequestKind::Upload,
+            ),
+            ("GET", "/storage/v1/b/x/o/a", RequestKind::Other),
+        ] {
+            assert_eq!(RequestKind::of(method, target), kind, "{method} {target}");
+        }
     }
 
     #[test]

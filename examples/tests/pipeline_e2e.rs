@@ -184,19 +184,7 @@ fn spawn_rank(
     world: usize,
     delay_ms: u64,
 ) -> Child {
-    spawn_with(bucket, "imgs", out, run_id, rank, world, delay_ms)
-}
-
-fn spawn_with(
-    bucket: &str,
-    input: &str,
-    out: &str,
-    run_id: &str,
-    rank: usize,
-    world: usize,
-    delay_ms: u64,
-) -> Child {
-    spawn_env(bucket, input, out, run_id, rank, world, delay_ms, &[])
+    spawn_env(bucket, "imgs", out, run_id, rank, world, delay_ms, &[])
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -435,7 +423,7 @@ async fn ranks_as_processes_classify_everything_once_through_kills_zombies_and_r
     assert!(String::from_utf8_lossy(&again.stderr).contains("Nothing to do"));
 
     // The same run id for another input: exit 2, naming what changed, before any work.
-    let changed = spawn_with(&bucket, "imgs/a", "out1", "run-one", 0, 1, 0)
+    let changed = spawn_env(&bucket, "imgs/a", "out1", "run-one", 0, 1, 0, &[])
         .wait_with_output()
         .expect("changed");
     let stderr = String::from_utf8_lossy(&changed.stderr);

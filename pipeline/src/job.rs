@@ -108,10 +108,7 @@ impl Job {
         let wall = Instant::now();
         spec.validate()?;
         let definition = spec.definition(model.task(), model.definition());
-        let run_id = spec
-            .run_id
-            .clone()
-            .unwrap_or_else(|| default_run_id(&definition));
+        let run_id = Self::run_id(spec, model.as_ref());
         let layout = Layout {
             prefix: spec.output.prefix.clone(),
             run_id: run_id.clone(),
