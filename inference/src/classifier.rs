@@ -7,10 +7,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{PreprocessorConfig, ViTConfig};
-use crate::device::{check_dtype, default_dtype, DeviceSpec};
+use crate::device::DeviceSpec;
 use crate::error::{Error, PreprocessError, Result};
-use crate::preprocess::{DecodePool, PreparedImage, PreprocessMode, Preprocessor};
-use crate::source::{LoadOptions, ModelFiles, ModelSource};
+use crate::preprocess::{batch_tensor, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
+use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
 use crate::vit::ViTForImageClassification;
 
 /// One class of a top-k answer.
@@ -57,24 +57,7 @@ impl Classifier {
         device: DeviceSpec,
         dtype: Option<DType>,
     ) -> Result<Self> {
-        let files = match source {
-            ModelSource::Local(dir) => ModelFiles::in_dir(dir)?,
-            ModelSource::Hub { .. } => std::thread::scope(|s| {
-                s.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| Error::Worker {
-                            reason: format!("cannot start a runtime for the download: {e}"),
-                        })?;
-                    rt.block_on(ModelFiles::fetch(source, options))
-                })
-                .join()
-                .map_err(|_| Error::Worker {
-                    reason: "model download thread panicked".into(),
-                })?
-            })?,
-        };
+        let files = ModelFiles::fetch_blocking(source, options)?;
         Self::from_files(&files, &device.open()?, dtype)
     }
 
@@ -97,21 +80,7 @@ impl Classifier {
                 ),
             });
         }
-        let dtype = dtype.unwrap_or_else(|| default_dtype(device));
-        check_dtype(device, dtype)?;
-        let weights = files.weights.as_path();
-        if !weights.is_file() {
-            return Err(Error::MissingFile {
-                path: weights.to_path_buf(),
-            });
-        }
-        // SAFETY: the file is mapped read-only; like every safetensors user we rely on it not
-        // being truncated or rewritten while the model is alive.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }
-            .map_err(|source| Error::Weights {
-                path: weights.to_path_buf(),
-                source,
-            })?;
+        let (vb, weights) = open_weights(files, device, dtype)?;
         Self::from_parts(config, pre, vb, weights)
     }
 
@@ -170,25 +139,7 @@ impl Classifier {
 
     /// Stacks prepared images into a `(batch, 3, size, size)` f32 tensor on the model's device.
     pub fn batch_tensor(&self, images: &[PreparedImage]) -> Result<Tensor> {
-        let size = self.model.image_size();
-        let per_image = 3 * size * size;
-        let mut data = Vec::with_capacity(per_image * images.len());
-        for (index, image) in images.iter().enumerate() {
-            if image.pixels.len() != per_image {
-                return Err(Error::InputSize {
-                    index,
-                    expected: per_image,
-                    found: image.pixels.len(),
-                    size,
-                });
-            }
-            data.extend_from_slice(&image.pixels);
-        }
-        Ok(Tensor::from_vec(
-            data,
-            (images.len(), 3, size, size),
-            self.device(),
-        )?)
+        batch_tensor(images, self.model.image_size(), self.device())
     }
 
     /// Logits `(batch, num_labels)` as f32 for a `(batch, 3, size, size)` pixel tensor (any

@@ -1,10 +1,14 @@
-//! Vision Transformer image classification with candle, matching Hugging Face `transformers`.
+//! Vision Transformer image classification and CLIP image embeddings with candle, matching
+//! Hugging Face `transformers`.
 //!
 //! - [`source`]: where a checkpoint comes from (hub repository or local directory).
-//! - [`config`]: `config.json` and `preprocessor_config.json`.
-//! - [`preprocess`]: image bytes to normalized pixels, as PIL + `ViTImageProcessor` do.
-//! - [`vit`]: the model, in Hugging Face's weight layout.
+//! - [`config`]: `config.json` (ViT, CLIP) and `preprocessor_config.json`.
+//! - [`preprocess`]: image bytes to normalized pixels, as PIL + `ViTImageProcessor` or
+//!   `CLIPImageProcessor` do (exact or shortest-edge resize, bilinear or bicubic, centre crop).
+//! - [`vit`]: the ViT classifier model, in Hugging Face's weight layout.
+//! - [`clip`]: CLIP's image tower and projection, in Hugging Face's weight layout.
 //! - [`classifier`]: loading, batched top-k classification, pipelined classification.
+//! - [`embedder`]: loading, batched image embeddings (L2-normalised or raw).
 //! - [`device`]: `auto`, `cpu`, `cuda:N`.
 //!
 //! ```no_run
@@ -27,22 +31,27 @@
 //! ```
 
 pub mod classifier;
+pub mod clip;
 pub mod config;
 mod cpu_kernels;
 pub mod device;
 mod draft;
+pub mod embedder;
 pub mod error;
 pub mod preprocess;
 mod simd;
 pub mod source;
+mod transformer;
 pub mod vit;
 
 pub use classifier::{Classifier, ImageResult, Prediction};
-pub use config::{PreprocessorConfig, Resample, ViTConfig};
+pub use config::{ClipConfig, ClipVisionConfig, PreprocessorConfig, Resample, Resize, ViTConfig};
 pub use device::DeviceSpec;
+pub use embedder::Embedder;
 pub use error::{Error, PreprocessError, Result};
 pub use preprocess::{DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
 pub use source::{LoadOptions, ModelFiles, ModelSource};
+pub use transformer::Act;
 
 /// Re-export of candle's tensor types used in this crate's API.
 pub use candle_core::{DType, Device, Tensor};

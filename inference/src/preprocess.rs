@@ -1,5 +1,6 @@
-//! Image bytes to model input, as `ViTImageProcessor` and the GKE tutorial's
-//! `convert("RGB") → Resize((s, s)) → ToTensor → Normalize` compute it.
+//! Image bytes to model input, as `ViTImageProcessor`, `CLIPImageProcessor` (their PIL
+//! paths) and the GKE tutorial's `convert("RGB") → Resize((s, s)) → ToTensor → Normalize`
+//! compute it.
 //!
 //! Steps, each matching PIL:
 //! 1. Decode JPEG, PNG, WebP, GIF (first frame), BMP or TIFF; EXIF orientation is ignored, as
@@ -11,9 +12,13 @@
 //!    as mode `I;16` and its `convert("RGB")` clips values above 255, so almost every pixel turns
 //!    white; we scale instead. For 16-bit RGB PNGs PIL keeps the high byte (`v >> 8`), which is
 //!    within one level of ours.
-//! 3. Resize to exactly `height`x`width` (no crop, aspect ratio not kept) with PIL's antialiased
-//!    convolution filters (`fast_image_resize` implements PIL's fixed-point convolution).
-//! 4. Rescale by `rescale_factor` (1/255) and normalize with the config's mean and std, channels
+//! 3. Resize ([`crate::config::Resize`]): to exactly `height`x`width` (ViT, aspect ratio not
+//!    kept) or by the shortest edge (CLIP, aspect kept), with PIL's antialiased convolution
+//!    filters — bilinear, bicubic, Lanczos, box, Hamming — as `Image.resize` applies them
+//!    (`fast_image_resize` implements PIL's fixed-point convolution).
+//! 4. Centre crop to the model's input when the config asks (`transformers`' `center_crop`,
+//!    zero padding included).
+//! 5. Rescale by `rescale_factor` (1/255) and normalize with the config's mean and std, channels
 //!    first (`CHW`), f32.
 //!
 //! [`PreprocessMode::Fast`] trades exactness for speed; see its documentation.
@@ -156,16 +161,20 @@ impl Preprocessor {
 
     /// Decodes, converts, resizes and normalizes one encoded image.
     pub fn preprocess(&self, bytes: &[u8]) -> Result<PreparedImage, PreprocessError> {
+        let on_white = self.config.alpha_on_white;
         let rgb = match self.mode {
-            PreprocessMode::Exact => decode_rgb8(bytes, &self.limits)?,
+            PreprocessMode::Exact => decode_rgb8_as(bytes, &self.limits, on_white)?,
             PreprocessMode::Fast => {
-                decode_rgb8_draft(bytes, &self.limits, self.config.width, self.config.height)?
+                match decode_reduced(bytes, &self.limits, self.config.width, self.config.height) {
+                    Some(reduced) => reduced?,
+                    None => decode_rgb8_as(bytes, &self.limits, on_white)?,
+                }
             }
         };
         self.prepare_rgb8(&rgb)
     }
 
-    /// Resizes and normalizes an already decoded RGB image (steps 3 and 4).
+    /// Resizes, crops and normalizes an already decoded RGB image (steps 3 to 5).
     pub fn prepare_rgb8(&self, rgb: &RgbImage) -> Result<PreparedImage, PreprocessError> {
         let (sw, sh) = rgb.dimensions();
         if sw == 0 || sh == 0 {
@@ -175,20 +184,26 @@ impl Preprocessor {
             });
         }
         let (dw, dh) = (self.config.width, self.config.height);
-        let pixels = if (sw, sh) == (dw, dh) {
-            self.normalize(rgb.as_raw())
-        } else if !self.config.do_resize {
+        let (rw, rh) = if self.config.do_resize {
+            self.config.resize.output_size(sw, sh)
+        } else {
+            (sw, sh)
+        };
+        if !self.config.center_crop && (rw, rh) != (dw, dh) {
             return Err(PreprocessError::Unsupported {
                 reason: format!(
                     "image is {sw}x{sh}, the model takes {dw}x{dh} and do_resize is false"
                 ),
             });
+        }
+        let pixels = if (rw, rh) == (sw, sh) {
+            self.crop_normalize(rgb.as_raw(), rw, rh)
         } else {
             // The resized image lives in a per-thread buffer: only the output is allocated.
             RESIZED.with(|buffer| {
                 let mut buffer = buffer.borrow_mut();
-                self.resize(rgb, &mut buffer)?;
-                Ok::<_, PreprocessError>(self.normalize(&buffer))
+                self.resize(rgb, rw, rh, &mut buffer)?;
+                Ok::<_, PreprocessError>(self.crop_normalize(&buffer, rw, rh))
             })?
         };
         Ok(PreparedImage {
@@ -200,10 +215,69 @@ impl Preprocessor {
         })
     }
 
-    /// Resizes `rgb` to the output size into `out` (resized to fit).
-    fn resize(&self, rgb: &RgbImage, out: &mut Vec<u8>) -> Result<(), PreprocessError> {
+    /// The 8-bit RGB image after the resize step only, before any crop (`width * height * 3`
+    /// bytes, interleaved), with its size: for checking the resize against PIL's.
+    pub fn resized_rgb8(&self, rgb: &RgbImage) -> Result<(Vec<u8>, u32, u32), PreprocessError> {
         let (sw, sh) = rgb.dimensions();
+        if sw == 0 || sh == 0 {
+            return Err(PreprocessError::Empty {
+                width: sw,
+                height: sh,
+            });
+        }
+        let (rw, rh) = if self.config.do_resize {
+            self.config.resize.output_size(sw, sh)
+        } else {
+            (sw, sh)
+        };
+        if (rw, rh) == (sw, sh) {
+            return Ok((rgb.as_raw().clone(), rw, rh));
+        }
+        let mut out = Vec::new();
+        self.resize(rgb, rw, rh, &mut out)?;
+        Ok((out, rw, rh))
+    }
+
+    /// Normalizes the `width` x `height` image `rgb`, cropping its centre to the output size
+    /// first when that differs (`transformers`' `center_crop`: the window starts at
+    /// `floor((size - crop) / 2)` and reads zeros where it overhangs the image).
+    fn crop_normalize(&self, rgb: &[u8], width: u32, height: u32) -> Vec<f32> {
         let (dw, dh) = (self.config.width, self.config.height);
+        if (width, height) == (dw, dh) {
+            return self.normalize(rgb);
+        }
+        let left = (i64::from(width) - i64::from(dw)).div_euclid(2);
+        let top = (i64::from(height) - i64::from(dh)).div_euclid(2);
+        let plane = dw as usize * dh as usize;
+        let mut out = vec![0f32; 3 * plane];
+        let (w, h) = (i64::from(width), i64::from(height));
+        for y in 0..dh as usize {
+            let sy = top + y as i64;
+            for x in 0..dw as usize {
+                let sx = left + x as i64;
+                let o = y * dw as usize + x;
+                for c in 0..3 {
+                    let v = if (0..h).contains(&sy) && (0..w).contains(&sx) {
+                        rgb[((sy * w + sx) * 3) as usize + c]
+                    } else {
+                        0
+                    };
+                    out[c * plane + o] = self.lut[c][usize::from(v)];
+                }
+            }
+        }
+        out
+    }
+
+    /// Resizes `rgb` to `dw` x `dh` into `out` (resized to fit).
+    fn resize(
+        &self,
+        rgb: &RgbImage,
+        dw: u32,
+        dh: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PreprocessError> {
+        let (sw, sh) = rgb.dimensions();
         let resize_err = |reason: String| PreprocessError::Resize {
             width: sw,
             height: sh,
@@ -230,17 +304,39 @@ impl Preprocessor {
             }
             PreprocessMode::Exact => (rgb.as_raw(), sw, sh),
         };
-        let src = fir::images::ImageRef::new(w, h, src, fir::PixelType::U8x3)
-            .map_err(|e| resize_err(e.to_string()))?;
-        out.resize(dw as usize * dh as usize * 3, 0);
-        let mut dst = fir::images::Image::from_slice_u8(dw, dh, out, fir::PixelType::U8x3)
-            .map_err(|e| resize_err(e.to_string()))?;
         let options = fir::ResizeOptions::new().resize_alg(alg);
-        RESIZER.with(|r| {
-            r.borrow_mut()
-                .resize(&src, &mut dst, &options)
-                .map_err(|e| resize_err(e.to_string()))
-        })
+        let run = |src: &[u8], w: u32, h: u32, out: &mut Vec<u8>, dw: u32, dh: u32| {
+            let src = fir::images::ImageRef::new(w, h, src, fir::PixelType::U8x3)
+                .map_err(|e| resize_err(e.to_string()))?;
+            out.resize(dw as usize * dh as usize * 3, 0);
+            let mut dst = fir::images::Image::from_slice_u8(dw, dh, out, fir::PixelType::U8x3)
+                .map_err(|e| resize_err(e.to_string()))?;
+            RESIZER.with(|r| {
+                r.borrow_mut()
+                    .resize(&src, &mut dst, &options)
+                    .map_err(|e| resize_err(e.to_string()))
+            })
+        };
+        // Both PIL and fast_image_resize resize in two one-axis passes and clip to 8 bits
+        // between them, but in opposite orders: Pillow's `ImagingResampleInner` runs the
+        // horizontal pass first, fast_image_resize the vertical one on 8-bit images. With a
+        // filter that has negative lobes (bicubic, Lanczos) the clipping makes the order
+        // visible (up to 20+ levels on small images), so those run as two one-axis resizes in
+        // Pillow's order. (Pillow 13's wheel was measured to take the vertical pass first on
+        // some shapes, about one random size in five, which its published source does not
+        // explain; there the difference stays at clipped edges.) Bilinear, box and Hamming
+        // stay one call: the order changes no more than rounding there, and the ViT path
+        // stays exactly as it was.
+        let negative_lobes = matches!(self.config.resample, Resample::Bicubic | Resample::Lanczos);
+        if negative_lobes && w != dw && h != dh {
+            HORIZONTAL.with(|tmp| {
+                let mut tmp = tmp.borrow_mut();
+                run(src, w, h, &mut tmp, dw, h)?;
+                run(&tmp, dw, h, out, dw, dh)
+            })
+        } else {
+            run(src, w, h, out, dw, dh)
+        }
     }
 
     fn normalize(&self, rgb: &[u8]) -> Vec<f32> {
@@ -279,6 +375,8 @@ thread_local! {
     static RESIZER: RefCell<fir::Resizer> = RefCell::new(fir::Resizer::new());
     /// The resized 8-bit image, before normalization; reused by each call on this thread.
     static RESIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The first pass of a two-pass resize; reused by each call on this thread.
+    static HORIZONTAL: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Averages `factor`x`factor` blocks (PIL's `Image.reduce`); the last partial row and column of
@@ -330,6 +428,24 @@ pub fn decode_rgb8_draft(
 /// Decodes any supported format to 8-bit RGB as PIL's `convert("RGB")` does (see the module
 /// documentation), refusing images beyond `limits`.
 pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, PreprocessError> {
+    decode_rgb8_as(bytes, limits, false)
+}
+
+/// [`decode_rgb8`], but an image with alpha is composited onto opaque white first, as
+/// `transformers`' `convert_to_rgb` does (`Image.alpha_composite` on a white RGBA canvas, in
+/// PIL's fixed-point arithmetic).
+pub fn decode_rgb8_on_white(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<RgbImage, PreprocessError> {
+    decode_rgb8_as(bytes, limits, true)
+}
+
+fn decode_rgb8_as(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    alpha_on_white: bool,
+) -> Result<RgbImage, PreprocessError> {
     let format = image::guess_format(bytes).map_err(|_| PreprocessError::UnknownFormat {
         magic: bytes.iter().take(8).copied().collect(),
     })?;
@@ -386,7 +502,34 @@ pub fn decode_rgb8(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prep
         }
         e => map_image_error(e, limits),
     })?;
+    if alpha_on_white && image.color().has_alpha() {
+        return Ok(composite_on_white(&image));
+    }
     Ok(image.into_rgb8())
+}
+
+/// PIL's `Image.alpha_composite(white, image)` then `convert("RGB")`: with an opaque
+/// destination its integer formula reduces to `div255((c * a + 255 * (255 - a)) * 128 +
+/// 128 * 128) >> 7`, where `div255(x) = ((x >> 8) + x) >> 8`.
+fn composite_on_white(image: &image::DynamicImage) -> RgbImage {
+    // 16-bit alpha images go through 8 bits first, as PIL's RGBA conversion does.
+    let rgba = image.to_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+    for px in rgba.as_raw().chunks_exact(4) {
+        let a = u32::from(px[3]);
+        for &c in &px[..3] {
+            let v = match a {
+                0 => 255,
+                _ => {
+                    let tmp = (u32::from(c) * a + 255 * (255 - a)) * 128 + (0x80 << 7);
+                    ((((tmp >> 8) + tmp) >> 8) >> 7) as u8
+                }
+            };
+            out.push(v);
+        }
+    }
+    RgbImage::from_raw(w, h, out).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
 fn map_image_error(e: ImageError, limits: &DecodeLimits) -> PreprocessError {
@@ -481,4 +624,31 @@ impl DecodePool {
         });
         rx
     }
+}
+
+/// Stacks prepared `size` x `size` images into a `(batch, 3, size, size)` f32 tensor on
+/// `device`; an image of another size is an [`Error::InputSize`] naming its position.
+pub fn batch_tensor(
+    images: &[PreparedImage],
+    size: usize,
+    device: &candle_core::Device,
+) -> Result<candle_core::Tensor> {
+    let per_image = 3 * size * size;
+    let mut data = Vec::with_capacity(per_image * images.len());
+    for (index, image) in images.iter().enumerate() {
+        if image.pixels.len() != per_image {
+            return Err(Error::InputSize {
+                index,
+                expected: per_image,
+                found: image.pixels.len(),
+                size,
+            });
+        }
+        data.extend_from_slice(&image.pixels);
+    }
+    Ok(candle_core::Tensor::from_vec(
+        data,
+        (images.len(), 3, size, size),
+        device,
+    )?)
 }

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::device::{check_dtype, default_dtype};
 use crate::error::{Error, Result};
 
 /// Name of the model configuration file.
@@ -141,6 +145,29 @@ impl ModelFiles {
         })
     }
 
+    /// [`ModelFiles::fetch`] for synchronous callers: the download runs on a private runtime in
+    /// a helper thread, so this is also safe (but blocking) inside an async runtime.
+    pub fn fetch_blocking(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
+        match source {
+            ModelSource::Local(dir) => Self::in_dir(dir),
+            ModelSource::Hub { .. } => std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| Error::Worker {
+                            reason: format!("cannot start a runtime for the download: {e}"),
+                        })?;
+                    rt.block_on(Self::fetch(source, options))
+                })
+                .join()
+                .map_err(|_| Error::Worker {
+                    reason: "model download thread panicked".into(),
+                })?
+            }),
+        }
+    }
+
     /// Resolves `source` to local files, downloading from the hub into its cache when needed.
     pub async fn fetch(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let (repo, revision) = match source {
@@ -244,4 +271,30 @@ mod tests {
         assert!(is_truthy("1") && is_truthy("TRUE") && is_truthy(" on "));
         assert!(!is_truthy("0") && !is_truthy("") && !is_truthy("false"));
     }
+}
+
+/// Memory-maps the checkpoint's weights on `device` in `dtype` (default: f32 on CPU, bf16 on
+/// CUDA), checking that the device supports it; returns the builder and the weight file.
+pub(crate) fn open_weights<'a>(
+    files: &'a ModelFiles,
+    device: &Device,
+    dtype: Option<DType>,
+) -> Result<(VarBuilder<'static>, &'a Path)> {
+    let dtype = dtype.unwrap_or_else(|| default_dtype(device));
+    check_dtype(device, dtype)?;
+    let weights = files.weights.as_path();
+    if !weights.is_file() {
+        return Err(Error::MissingFile {
+            path: weights.to_path_buf(),
+        });
+    }
+    // SAFETY: the file is mapped read-only; like every safetensors user we rely on it not
+    // being truncated or rewritten while the model is alive.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }.map_err(
+        |source| Error::Weights {
+            path: weights.to_path_buf(),
+            source,
+        },
+    )?;
+    Ok((vb, weights))
 }
