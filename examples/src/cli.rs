@@ -174,6 +174,8 @@ pub enum FormatArg {
     Csv,
     /// JSON lines.
     Jsonl,
+    /// Parquet (typed columns; embeddings as fixed-size lists of float32).
+    Parquet,
 }
 
 impl From<FormatArg> for OutputFormat {
@@ -181,6 +183,25 @@ impl From<FormatArg> for OutputFormat {
         match f {
             FormatArg::Csv => OutputFormat::Csv,
             FormatArg::Jsonl => OutputFormat::Jsonl,
+            FormatArg::Parquet => OutputFormat::Parquet,
+        }
+    }
+}
+
+/// `--task`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    /// Top-k labels (ViT classifiers).
+    Classify,
+    /// Image embeddings (CLIP).
+    Embed,
+}
+
+impl From<TaskArg> for dataflux_pipeline::Task {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::Classify => dataflux_pipeline::Task::Classify,
+            TaskArg::Embed => dataflux_pipeline::Task::Embed,
         }
     }
 }

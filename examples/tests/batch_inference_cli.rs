@@ -151,3 +151,170 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
     assert!(stderr.contains("GCS classes A"), "{stderr}");
     assert!(!out.exists(), "nothing written");
 }
+
+fn embed_job(out: &Path, model: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--task", "embed", "--model"])
+        .arg(root().join("inference/fixtures").join(model))
+        .args(["--device", "cpu", "--output", out.to_str().unwrap()])
+        .args(extra)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("DATAFLUX_RUN_ID")
+        .env_remove("DATAFLUX_TASK")
+        .env_remove("DATAFLUX_FORMAT")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run batch-inference")
+}
+
+/// `(image_id, object, embedding)` of every row of a Parquet results file, read with the
+/// `parquet` crate; the schema is checked column by column.
+fn read_embeddings(path: &Path, dim: usize) -> Vec<(String, String, Vec<f32>)> {
+    use arrow_array::{Array, FixedSizeListArray, Float32Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["image_id", "object", "embedding"]);
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let objects = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let emb = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .expect("embedding is a fixed-size list");
+        assert_eq!(emb.value_length() as usize, dim);
+        for i in 0..batch.num_rows() {
+            let v = emb.value(i);
+            let v = v.as_any().downcast_ref::<Float32Array>().unwrap();
+            assert_eq!(v.null_count(), 0);
+            rows.push((
+                ids.value(i).to_string(),
+                objects.value(i).to_string(),
+                v.values().to_vec(),
+            ));
+        }
+    }
+    rows
+}
+
+fn reference_embeddings(model: &str) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(root().join("inference/fixtures/clip_expected.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let prefix = format!("embeds.{model}.samples/");
+    tensors
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let file = name.strip_prefix(&prefix)?;
+            let t = tensors.tensor(name).ok()?;
+            let v: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let stem = file.rsplit_once('.').map_or(file, |(s, _)| s).to_string();
+            Some((stem, v.into_iter().map(|x| x / n).collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_sample_images_are_embedded_to_parquet_as_transformers_embeds_them() {
+    for (model, dim) in [("tiny-clip", 16), ("tiny-clip-vision", 24)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let run = embed_job(&out, model, &["--run-id", "emb"]);
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // Parquet is the default for embeddings; nothing else is written as results.
+        let rows = read_embeddings(&out.join("results_emb_shard_0.parquet"), dim);
+        assert!(!out.join("results_emb_shard_0.csv").exists());
+        let reference = reference_embeddings(model);
+        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(
+            ids,
+            reference.keys().map(String::as_str).collect::<Vec<_>>()
+        );
+        // Lossless samples (PNG, GIF) decode to PIL's pixels: within 1e-4. JPEGs decode with
+        // zune-jpeg, not libjpeg-turbo: a level here and there, so the same direction.
+        let mut worst = 0f32;
+        for (id, object, v) in &rows {
+            let lossless = !object.ends_with(".jpg");
+            assert!(object.ends_with(&format!("{id}.jpg")) || object.contains(id.as_str()));
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{id}: norm {norm}");
+            let d = v
+                .iter()
+                .zip(&reference[id])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            eprintln!("{model} {id}: max |ours - transformers| = {d:.2e}");
+            if lossless {
+                worst = worst.max(d);
+            } else {
+                let cos: f32 = v.iter().zip(&reference[id]).map(|(a, b)| a * b).sum();
+                assert!(d <= 5e-3 && cos > 0.9999, "{model} {id}: {d}, cosine {cos}");
+            }
+        }
+        assert!(
+            worst <= 1e-4,
+            "{model}: lossless embeddings differ by up to {worst}"
+        );
+    }
+}
+
+#[test]
+fn a_task_that_does_not_fit_the_checkpoint_exits_2_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // A CLIP checkpoint asked to classify.
+    let run = job(&out, &["--run-id", "t"]);
+    assert_eq!(run.status.code(), Some(0));
+    let wrong = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--task", "classify", "--model"])
+        .arg(root().join("inference/fixtures/tiny-clip"))
+        .args(["--device", "cpu", "--output", out.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("--task") && err.contains("classify") && err.contains("CLIPModel"),
+        "{err}"
+    );
+    // A ViT classifier asked to embed.
+    let wrong = embed_job(&out, "tiny-vit", &[]);
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("--task")
+            && err.contains("embed")
+            && err.contains("ViTForImageClassification"),
+        "{err}"
+    );
+    assert!(!out.join("results_emb_shard_0.parquet").exists());
+}

@@ -321,14 +321,15 @@ impl Preprocessor {
         // between them, but in opposite orders: Pillow's `ImagingResampleInner` runs the
         // horizontal pass first, fast_image_resize the vertical one on 8-bit images. With a
         // filter that has negative lobes (bicubic, Lanczos) the clipping makes the order
-        // visible (up to 20+ levels on small images), so those run as two one-axis resizes in
-        // Pillow's order. (Pillow 13's wheel was measured to take the vertical pass first on
-        // some shapes, about one random size in five, which its published source does not
-        // explain; there the difference stays at clipped edges.) Bilinear, box and Hamming
-        // stay one call: the order changes no more than rounding there, and the ViT path
-        // stays exactly as it was.
+        // visible (up to 20+ levels on small images); with the others it moves values by a
+        // level now and then. So the resize runs as two one-axis resizes in Pillow's order,
+        // except on the ViT path (exact size, no crop, no negative lobes), which stays one
+        // call and exactly as it was. (Pillow 13's wheel was measured to take the vertical
+        // pass first on some shapes, about one random size in five, which its published
+        // source does not explain; there the difference stays at clipped edges.)
         let negative_lobes = matches!(self.config.resample, Resample::Bicubic | Resample::Lanczos);
-        if negative_lobes && w != dw && h != dh {
+        let pil_order = negative_lobes || self.config.center_crop;
+        if pil_order && w != dw && h != dh {
             HORIZONTAL.with(|tmp| {
                 let mut tmp = tmp.borrow_mut();
                 run(src, w, h, &mut tmp, dw, h)?;

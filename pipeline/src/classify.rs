@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use dataflux_inference::preprocess::scaled_jpeg_decoding;
-use dataflux_inference::{Classifier, LoadOptions, ModelSource, PreparedImage, PreprocessMode};
+use dataflux_inference::{
+    Classifier, LoadOptions, ModelFiles, ModelSource, PreparedImage, PreprocessMode,
+};
 
 use crate::error::Result;
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, Task};
 
 /// Image classification with a ViT checkpoint in Hugging Face's layout. Its rows are the
 /// tutorial's: `classification` (the top label); with top-k > 1 also `score`, then
@@ -19,11 +21,11 @@ pub struct VitClassifier {
 }
 
 impl VitClassifier {
-    /// Loads the checkpoint `spec` names (hub or directory) on its device.
+    /// Loads the checkpoint `spec` names (hub or directory) on its device; a checkpoint that
+    /// is not a `ViTForImageClassification` is a configuration error of `--task`.
     pub async fn load(spec: &ModelSpec) -> Result<Self> {
-        let mut options = LoadOptions::from_env();
-        options.offline |= spec.offline;
-        let classifier = Classifier::load(&spec.source, &options, spec.device, spec.dtype).await?;
+        let files = fetch_checked(spec, Task::Classify).await?;
+        let classifier = Classifier::from_files(&files, &spec.device.open()?, spec.dtype)?;
         Ok(Self::new(classifier, spec.clone()))
     }
 
@@ -45,9 +47,19 @@ impl VitClassifier {
     }
 }
 
+/// Fetches (hub) or finds (directory) the checkpoint of `spec` and checks that it can do
+/// `task`, before any weight is read.
+pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
+    let mut options = LoadOptions::from_env();
+    options.offline |= spec.offline;
+    let files = ModelFiles::fetch(&spec.source, &options).await?;
+    task.check_architecture(&files.config)?;
+    Ok(files)
+}
+
 /// A checkpoint's identity in a run's definition: a hub id as given, a directory by its
 /// canonical path (the same checkpoint typed from another working directory is the same).
-fn source_id(source: &ModelSource) -> String {
+pub(crate) fn source_id(source: &ModelSource) -> String {
     match source {
         ModelSource::Local(dir) => std::fs::canonicalize(dir)
             .unwrap_or_else(|_| dir.clone())
@@ -61,7 +73,7 @@ impl BatchModel for VitClassifier {
     type Input = PreparedImage;
 
     fn task(&self) -> &str {
-        "classify"
+        Task::Classify.name()
     }
 
     fn definition(&self) -> BTreeMap<String, String> {

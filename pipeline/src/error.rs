@@ -85,6 +85,9 @@ pub enum Error {
     /// A stage ended early because the next one was gone (follows another stage's error).
     #[error("stage {0} lost its downstream")]
     Disconnected(&'static str),
+    /// Result rows could not be encoded (a model whose rows do not match its columns).
+    #[error("cannot encode results: {0}")]
+    Results(#[from] crate::parquet::ParquetError),
     /// Loading the model or preparing the CPU pool failed.
     #[error(transparent)]
     Inference(#[from] dataflux_inference::Error),

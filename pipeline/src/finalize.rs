@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::layout::{shard_chunks, Layout};
 use crate::model::Column;
 use crate::plan::Index;
-use crate::rows::{header, ERRORS_HEADER};
+use crate::rows::{shard_results, ERRORS_HEADER};
 use crate::spec::OutputFormat;
 use crate::store_ops::{self, get_or_none, with_deadline};
 use crate::summary::{JobSummary, RankSummary, ShardSummary};
@@ -142,11 +142,11 @@ impl Finalizer<'_> {
             .buffered(16)
             .try_collect()
             .await?;
-        let mut results = header(self.format, self.columns);
+        let parts: Vec<Bytes> = commits.iter().map(|c| c.results.clone()).collect();
+        let results = shard_results(self.format, self.columns, &parts)?;
         let mut errors = ERRORS_HEADER.to_vec();
         let (mut ok, mut failed) = (0u64, 0u64);
         for c in &commits {
-            results.extend_from_slice(&c.results);
             errors.extend_from_slice(&c.errors);
             ok += c.ok;
             failed += c.failed;

@@ -1,5 +1,9 @@
 //! Result rows and error rows as bytes: the tutorial's CSV dialect (Python `csv`'s minimal
-//! quoting, `\r\n`) or JSON lines.
+//! quoting, `\r\n`), JSON lines, or Parquet ([`crate::parquet`]). A chunk's results are
+//! encoded once, when it is committed ([`chunk_results`]); a shard is made of its chunks'
+//! ([`shard_results`]).
+
+use bytes::Bytes;
 
 use crate::carrier::BadInput;
 use crate::model::{Column, Row, Value};
@@ -65,7 +69,38 @@ fn json_value(v: &Value) -> serde_json::Value {
     }
 }
 
-/// Result rows, no header.
+/// A chunk's results in `format`: rows without a header for the text formats, a whole
+/// Parquet file for Parquet.
+pub fn chunk_results(
+    format: OutputFormat,
+    columns: &[Column],
+    records: &[Record<'_>],
+) -> Result<Vec<u8>, crate::parquet::ParquetError> {
+    match format {
+        OutputFormat::Parquet => crate::parquet::encode(columns, records),
+        text => Ok(rows(text, columns, records)),
+    }
+}
+
+/// A shard's results file from its chunks' [`chunk_results`], in chunk order: the header
+/// then the rows for the text formats, one Parquet file for Parquet.
+pub fn shard_results(
+    format: OutputFormat,
+    columns: &[Column],
+    chunks: &[Bytes],
+) -> Result<Vec<u8>, crate::parquet::ParquetError> {
+    if format == OutputFormat::Parquet {
+        return crate::parquet::concat(columns, chunks);
+    }
+    let mut out = header(format, columns);
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    Ok(out)
+}
+
+/// Result rows in a text format, no header (Parquet: see [`chunk_results`]; asked for
+/// Parquet, this writes JSON lines).
 ///
 /// ```
 /// use dataflux_pipeline::{rows::{rows, Record}, Column, ColumnKind, OutputFormat, Value};
@@ -88,7 +123,7 @@ pub fn rows(format: OutputFormat, columns: &[Column], records: &[Record<'_>]) ->
             }
             let _ = w.flush();
         }
-        OutputFormat::Jsonl => {
+        OutputFormat::Jsonl | OutputFormat::Parquet => {
             for r in records {
                 // Keys in column order (serde_json's map would sort them).
                 let mut line = String::from("{");

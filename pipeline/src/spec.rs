@@ -18,6 +18,9 @@ pub enum OutputFormat {
     Csv,
     /// One JSON object per line: `image_id`, `object` and every column.
     Jsonl,
+    /// Parquet (arrow-rs, snappy): `image_id`, `object` and every column, typed; embeddings
+    /// as a fixed-size list of float32. The default for embeddings.
+    Parquet,
 }
 
 impl OutputFormat {
@@ -26,12 +29,87 @@ impl OutputFormat {
         match self {
             OutputFormat::Csv => "csv",
             OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
         }
     }
 }
 
+/// What the job computes per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Task {
+    /// Top-k labels from a `ViTForImageClassification` checkpoint ([`crate::VitClassifier`]).
+    #[default]
+    Classify,
+    /// Image embeddings from a CLIP checkpoint (`CLIPModel` or
+    /// `CLIPVisionModelWithProjection`, [`crate::ClipEmbedder`]).
+    Embed,
+}
+
+impl Task {
+    /// Its name (`classify`, `embed`), as `--task` takes it and run definitions record it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::Embed => "embed",
+        }
+    }
+
+    /// The output format when none is asked for: the tutorial's CSV for labels, Parquet for
+    /// embeddings.
+    pub fn default_format(self) -> OutputFormat {
+        match self {
+            Task::Classify => OutputFormat::Csv,
+            Task::Embed => OutputFormat::Parquet,
+        }
+    }
+
+    /// The checkpoint used when none is named: the GKE tutorial's ViT-B/16 for labels,
+    /// OpenAI's CLIP ViT-B/32 for embeddings.
+    pub fn default_model(self) -> ModelSource {
+        let repo = match self {
+            Task::Classify => "google/vit-base-patch16-224",
+            Task::Embed => "openai/clip-vit-base-patch32",
+        };
+        ModelSource::Hub {
+            repo: repo.into(),
+            revision: None,
+        }
+    }
+
+    /// The `config.json` architectures that can do this task.
+    pub fn architectures(self) -> &'static [&'static str] {
+        match self {
+            Task::Classify => &["ViTForImageClassification"],
+            Task::Embed => &["CLIPModel", "CLIPVisionModelWithProjection"],
+        }
+    }
+
+    /// Checks that the checkpoint whose `config.json` is at `config` can do this task: a
+    /// [`Error::Config`] of `--task` naming both otherwise.
+    pub fn check_architecture(self, config: &std::path::Path) -> Result<()> {
+        let found = dataflux_inference::config::architecture(config)?;
+        if self.architectures().contains(&found.as_str()) {
+            return Ok(());
+        }
+        let other = [Task::Classify, Task::Embed]
+            .into_iter()
+            .find(|t| t.architectures().contains(&found.as_str()));
+        Err(Error::Config {
+            setting: "--task",
+            reason: format!(
+                "{} needs a {} checkpoint, but {} is a {found}{}",
+                self.name(),
+                self.architectures().join(" or "),
+                config.display(),
+                other.map_or(String::new(), |t| format!(" (use --task {})", t.name()))
+            ),
+        })
+    }
+}
+
 /// Which checkpoint to load and how (used by the models this crate ships, such as
-/// [`crate::VitClassifier`]; a user's own model may ignore it).
+/// [`crate::VitClassifier`]; a user's own model may ignore it). Its [`Default`] is
+/// [`JobSpec::default`]'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
     /// Hub repository or local directory.
@@ -40,12 +118,22 @@ pub struct ModelSpec {
     pub device: DeviceSpec,
     /// Compute precision (`None`: f32 on CPU, bf16 on CUDA).
     pub dtype: Option<DType>,
+    /// What to compute.
+    pub task: Task,
     /// Predictions per image (classification).
     pub top_k: usize,
+    /// L2-normalise embeddings (embeddings; `false` keeps the raw projection).
+    pub normalize: bool,
     /// Reduced-scale JPEG decoding (faster, pixels slightly different).
     pub fast_decode: bool,
     /// Never download: use the hub cache or a local directory.
     pub offline: bool,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        JobSpec::default().model
+    }
 }
 
 /// Everything a job needs to know.
@@ -106,13 +194,12 @@ impl Default for JobSpec {
             run_id: None,
             format: OutputFormat::Csv,
             model: ModelSpec {
-                source: ModelSource::Hub {
-                    repo: "google/vit-base-patch16-224".into(),
-                    revision: None,
-                },
+                source: Task::Classify.default_model(),
                 device: DeviceSpec::Auto,
                 dtype: None,
+                task: Task::Classify,
                 top_k: 1,
+                normalize: true,
                 fast_decode: false,
                 offline: false,
             },

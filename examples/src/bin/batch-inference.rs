@@ -1,5 +1,6 @@
-//! `batch-inference`: classify every image under a prefix and write the labels back, across
-//! any number of ranks, every image exactly once (the job is `dataflux-pipeline`'s).
+//! `batch-inference`: classify (ViT) or embed (CLIP) every image under a prefix and write the
+//! results back, across any number of ranks, every image exactly once (the job is
+//! `dataflux-pipeline`'s).
 //!
 //! Exit codes: 0 done (or the run had already finished), 1 fatal error, 2 configuration
 //! error (nothing was done), 3 finished with bad inputs (see the errors files), 75 stopped
@@ -11,9 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use dataflux_distributed::{Budget, Topology};
-use dataflux_examples::cli::{self, DTypeArg, FormatArg};
+use dataflux_examples::cli::{self, DTypeArg, FormatArg, TaskArg};
 use dataflux_examples::logging::{self, LogFormat};
-use dataflux_pipeline::{Job, JobSpec, VitClassifier};
+use dataflux_pipeline::{BatchModel, ClipEmbedder, Job, JobSpec, Stores, Task, VitClassifier};
 use tokio_util::sync::CancellationToken;
 
 /// The sample images shipped with the repository (the default input).
@@ -26,7 +27,7 @@ fn defaults() -> JobSpec {
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Classify every image under a prefix and write labels back, across ranks, exactly once."
+    about = "Classify or embed every image under a prefix and write the results back, across ranks, exactly once."
 )]
 struct Args {
     /// Images: gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local path.
@@ -35,9 +36,14 @@ struct Args {
     /// Where results go (same kinds of location).
     #[arg(long, env = "DATAFLUX_OUTPUT", default_value_t = defaults().output.url)]
     output: String,
-    /// Hugging Face repository id (owner/name[@revision]) or a local checkpoint directory.
-    #[arg(long, env = "DATAFLUX_MODEL", default_value_t = defaults().model.source.to_string())]
-    model: String,
+    /// What to compute: top-k labels (a ViT classifier) or image embeddings (a CLIP model).
+    #[arg(long, env = "DATAFLUX_TASK", value_enum, default_value_t = TaskArg::Classify)]
+    task: TaskArg,
+    /// Hugging Face repository id (owner/name[@revision]) or a local checkpoint directory
+    /// [default: google/vit-base-patch16-224 to classify, openai/clip-vit-base-patch32 to
+    /// embed].
+    #[arg(long, env = "DATAFLUX_MODEL")]
+    model: Option<String>,
     /// Images per forward pass.
     #[arg(long, env = "DATAFLUX_BATCH_SIZE", default_value_t = defaults().batch_size)]
     batch_size: usize,
@@ -50,9 +56,12 @@ struct Args {
     /// Predictions per image (more than 1 adds score and label columns).
     #[arg(long, env = "DATAFLUX_TOP_K", default_value_t = defaults().model.top_k)]
     top_k: usize,
-    /// Result format.
-    #[arg(long, env = "DATAFLUX_FORMAT", value_enum, default_value_t = FormatArg::Csv)]
-    format: FormatArg,
+    /// Result format [default: csv to classify, parquet to embed].
+    #[arg(long, env = "DATAFLUX_FORMAT", value_enum)]
+    format: Option<FormatArg>,
+    /// Keep embeddings as the model projects them (default: L2-normalised).
+    #[arg(long)]
+    raw_embeddings: bool,
     /// Fetch objects one by one instead of composing them (GCS).
     #[arg(long)]
     no_compose: bool,
@@ -113,16 +122,22 @@ struct Args {
 
 fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cli::ConfigError> {
     let d = defaults();
+    let task = Task::from(args.task);
     Ok(JobSpec {
         input: cli::location("--input", &args.input)?,
         output: cli::location("--output", &args.output)?,
         run_id: args.run_id.clone(),
-        format: args.format.into(),
+        format: args.format.map_or(task.default_format(), Into::into),
         model: dataflux_pipeline::ModelSpec {
-            source: cli::model_source("--model", &args.model)?,
+            source: match &args.model {
+                Some(m) => cli::model_source("--model", m)?,
+                None => task.default_model(),
+            },
             device: cli::device("--device", &args.device, topology)?,
             dtype: args.dtype.map(Into::into),
+            task,
             top_k: args.top_k,
+            normalize: !args.raw_embeddings,
             fast_decode: args.fast_decode,
             offline: args.offline,
         },
@@ -161,17 +176,34 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::error_exit(&e),
     };
-    let model = match VitClassifier::load(&spec.model).await {
-        Ok(m) => Arc::new(m),
-        Err(e) => {
-            eprintln!("error: --model {}: {e}", args.model);
-            return ExitCode::from(1);
-        }
-    };
-    logging::set_field("run_id", Job::run_id(&spec, model.as_ref()));
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
-    match Job::run_on(stores, &spec, model, &topology, cancel).await {
+    let loaded = match spec.model.task {
+        Task::Classify => match VitClassifier::load(&spec.model).await {
+            Ok(m) => return run_model(stores, &spec, Arc::new(m), &topology, cancel).await,
+            Err(e) => e,
+        },
+        Task::Embed => match ClipEmbedder::load(&spec.model).await {
+            Ok(m) => return run_model(stores, &spec, Arc::new(m), &topology, cancel).await,
+            Err(e) => e,
+        },
+    };
+    if loaded.is_config() {
+        return cli::error_exit(&loaded);
+    }
+    eprintln!("error: --model {}: {loaded}", spec.model.source);
+    ExitCode::from(1)
+}
+
+async fn run_model<M: BatchModel>(
+    stores: Stores,
+    spec: &JobSpec,
+    model: Arc<M>,
+    topology: &Topology,
+    cancel: CancellationToken,
+) -> ExitCode {
+    logging::set_field("run_id", Job::run_id(spec, model.as_ref()));
+    match Job::run_on(stores, spec, model, topology, cancel).await {
         Ok(outcome) => cli::outcome_exit(&outcome),
         Err(e) => cli::error_exit(&e),
     }

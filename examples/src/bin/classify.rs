@@ -73,6 +73,7 @@ fn run(args: Args) -> Result<bool> {
         top_k: args.top_k.max(1),
         fast_decode: args.fast_decode,
         offline: args.offline,
+        ..ModelSpec::default()
     };
     // The same model the batch job runs, loaded the same way.
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

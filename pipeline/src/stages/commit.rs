@@ -11,7 +11,7 @@ use crate::carrier::{BadInput, Chunk, Failure, Item};
 use crate::claims::{Claims, Commit};
 use crate::error::{Error, Result};
 use crate::model::{Column, Row};
-use crate::rows::{error_rows, rows, Record};
+use crate::rows::{chunk_results, error_rows, Record};
 use crate::spec::OutputFormat;
 
 /// What this rank's commits came to.
@@ -132,7 +132,7 @@ async fn finish(
     let commit = Commit {
         ok: done.rows.len() as u64,
         failed: done.bad.len() as u64,
-        results: Bytes::from(rows(config.format, &config.columns, &records)),
+        results: Bytes::from(chunk_results(config.format, &config.columns, &records)?),
         errors: Bytes::from(error_rows(&done.bad)),
     };
     let ours = claims

@@ -1,0 +1,95 @@
+//! CLIP image embeddings from `dataflux-inference` as a [`BatchModel`]: one `embedding`
+//! column, a fixed-size list of float32 (L2-normalised unless asked otherwise).
+
+use std::collections::BTreeMap;
+
+use dataflux_inference::preprocess::scaled_jpeg_decoding;
+use dataflux_inference::{Embedder, PreparedImage, PreprocessMode};
+
+use crate::classify::{fetch_checked, source_id};
+use crate::error::Result;
+use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
+use crate::spec::{ModelSpec, Task};
+
+/// Image embeddings with a CLIP checkpoint in Hugging Face's layout (`CLIPModel` or
+/// `CLIPVisionModelWithProjection`). Rows: `embedding`, `dim` float32 values, computed in
+/// the model's dtype and returned in f32.
+#[derive(Debug)]
+pub struct ClipEmbedder {
+    embedder: Embedder,
+    spec: ModelSpec,
+}
+
+impl ClipEmbedder {
+    /// Loads the checkpoint `spec` names (hub or directory) on its device; a checkpoint that
+    /// is not a CLIP one is a configuration error of `--task`.
+    pub async fn load(spec: &ModelSpec) -> Result<Self> {
+        let files = fetch_checked(spec, Task::Embed).await?;
+        let embedder = Embedder::from_files(&files, &spec.device.open()?, spec.dtype)?;
+        Ok(Self::new(embedder, spec.clone()))
+    }
+
+    /// Wraps a loaded embedder; `spec` says normalisation and the decode mode (its source is
+    /// what the run's definition records).
+    pub fn new(mut embedder: Embedder, spec: ModelSpec) -> Self {
+        if spec.fast_decode {
+            embedder.set_preprocess_mode(PreprocessMode::Fast);
+            if !scaled_jpeg_decoding() {
+                tracing::warn!("fast decoding: this build has no scaled JPEG decoder (cargo feature turbojpeg): large images are decoded at full size, then shrunk");
+            }
+        }
+        Self { embedder, spec }
+    }
+
+    /// The embedder.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+}
+
+impl BatchModel for ClipEmbedder {
+    type Input = PreparedImage;
+
+    fn task(&self) -> &str {
+        Task::Embed.name()
+    }
+
+    fn definition(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("source".to_string(), source_id(&self.spec.source)),
+            ("normalize".to_string(), self.spec.normalize.to_string()),
+            (
+                "decode".to_string(),
+                if self.spec.fast_decode {
+                    "fast"
+                } else {
+                    "exact"
+                }
+                .to_string(),
+            ),
+        ])
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        vec![Column::new(
+            "embedding",
+            ColumnKind::Float32List(self.embedder.dim()),
+        )]
+    }
+
+    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<PreparedImage, Rejection> {
+        self.embedder
+            .preprocessor()
+            .preprocess(bytes)
+            .map_err(|e| Rejection::new(e.kind(), e.to_string()))
+    }
+
+    fn infer(&self, batch: Vec<PreparedImage>) -> std::result::Result<Vec<Row>, ModelError> {
+        Ok(self
+            .embedder
+            .embed(&batch, self.spec.normalize)?
+            .into_iter()
+            .map(|v| vec![Value::Float32List(v)])
+            .collect())
+    }
+}
