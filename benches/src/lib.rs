@@ -1,6 +1,7 @@
 //! Shared helpers for the benchmark binaries: a private fake-gcs-server preloaded from a
-//! folder, a delaying HTTP proxy that adds a fixed latency to every request, and ViT
-//! classifiers with random weights (no checkpoint can be downloaded here).
+//! folder, a delaying HTTP proxy that adds a fixed latency to every request, ViT classifiers
+//! and CLIP image embedders with random weights (no checkpoint can be downloaded here), and
+//! the deterministic photo-like JPEGs the preprocessing benches feed to both sides.
 //!
 //! The storage benches run against their own emulator (never the one tests share) on a
 //! free port, preloaded with `-data` (thousands of objects in seconds instead of minutes of
@@ -305,28 +306,135 @@ fn body_length(head: &[u8]) -> Result<u64> {
     Ok(0)
 }
 
+/// A [`candle_nn::VarBuilder`] on the CPU holding one f32 tensor per `(name, shape)` of
+/// `shapes` (a model's checkpoint layout, from its `weight_shapes`), each drawn from
+/// N(0, `std`²).
+pub fn random_var_builder(
+    shapes: impl IntoIterator<Item = (String, Vec<usize>)>,
+    std: f32,
+) -> Result<candle_nn::VarBuilder<'static>> {
+    use candle_core::{DType, Device, Tensor};
+    let dev = Device::Cpu;
+    let mut tensors = std::collections::HashMap::new();
+    for (name, shape) in shapes {
+        tensors.insert(name, Tensor::randn(0f32, std, shape, &dev)?);
+    }
+    Ok(candle_nn::VarBuilder::from_tensors(
+        tensors,
+        DType::F32,
+        &dev,
+    ))
+}
+
 /// A classifier of shape `cfg` (224x224 input) with random weights drawn from N(0, `std`²), on
 /// the CPU.
 pub fn random_classifier(
     cfg: dataflux_inference::ViTConfig,
     std: f32,
 ) -> Result<dataflux_inference::Classifier> {
-    use candle_core::{DType, Device, Tensor};
-    let dev = Device::Cpu;
     let labels = cfg.id2label.len();
-    let mut tensors = std::collections::HashMap::new();
-    for (name, shape) in
-        dataflux_inference::vit::ViTForImageClassification::weight_shapes(&cfg, labels)
-    {
-        tensors.insert(name, Tensor::randn(0f32, std, shape, &dev)?);
-    }
-    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let vb = random_var_builder(
+        dataflux_inference::vit::ViTForImageClassification::weight_shapes(&cfg, labels),
+        std,
+    )?;
     Ok(dataflux_inference::Classifier::from_parts(
         cfg,
         dataflux_inference::PreprocessorConfig::square(224),
         vb,
         Path::new("random"),
     )?)
+}
+
+/// A CLIP image embedder (`CLIPVisionModelWithProjection`) with vision tower `vision`,
+/// `CLIPImageProcessor`'s preprocessing for its `image_size`
+/// ([`dataflux_inference::PreprocessorConfig::clip`]) and random weights drawn from
+/// N(0, `std`²), in f32 on the CPU.
+pub fn random_embedder(
+    vision: dataflux_inference::ClipVisionConfig,
+    std: f32,
+) -> Result<dataflux_inference::Embedder> {
+    let size = u32::try_from(vision.image_size).context("image_size does not fit in u32")?;
+    let cfg = dataflux_inference::ClipConfig {
+        architecture: dataflux_inference::config::ClipArchitecture::VisionWithProjection,
+        vision,
+    };
+    let path = Path::new("random");
+    cfg.validate(path)?;
+    let vb = random_var_builder(
+        dataflux_inference::clip::ClipImageEncoder::weight_shapes(&cfg),
+        std,
+    )?;
+    Ok(dataflux_inference::Embedder::from_parts(
+        cfg,
+        dataflux_inference::PreprocessorConfig::clip(size),
+        vb,
+        path,
+    )?)
+}
+
+/// JPEG chroma subsampling of [`synthetic_jpeg`]'s output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Chroma {
+    /// 4:4:4: no subsampling.
+    #[value(name = "444")]
+    S444,
+    /// 4:2:0: chroma halved both ways.
+    #[value(name = "420")]
+    S420,
+}
+
+impl std::fmt::Display for Chroma {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Chroma::S444 => "4:4:4",
+            Chroma::S420 => "4:2:0",
+        })
+    }
+}
+
+/// A deterministic photo-like 640x480 image (smooth gradients, edges, texture, noise) as a
+/// JPEG of the given quality and chroma subsampling: the same bytes for the same arguments, so
+/// every preprocessing bench (and its Python baseline) sees the same files.
+pub fn synthetic_jpeg(seed: u32, quality: u8, chroma: Chroma) -> Result<Vec<u8>> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 25) as i32 - 12
+    };
+    let (w, h) = (640u32, 480u32);
+    let cx = 100 + (seed * 37) % 440;
+    let cy = 80 + (seed * 53) % 320;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let dx = x as i32 - cx as i32;
+        let dy = y as i32 - cy as i32;
+        let inside = dx * dx + dy * dy < 90 * 90;
+        let base = if inside {
+            [200, 60 + (seed % 100) as i32, 40]
+        } else {
+            [
+                (x * 255 / w) as i32,
+                (y * 255 / h) as i32,
+                128 + (((x + seed) as f32 / 9.0).sin() * ((y as f32) / 13.0).cos() * 100.0) as i32,
+            ]
+        };
+        let n = noise();
+        image::Rgb(base.map(|v| (v + n).clamp(0, 255) as u8))
+    });
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(match chroma {
+        Chroma::S444 => jpeg_encoder::SamplingFactor::R_4_4_4,
+        Chroma::S420 => jpeg_encoder::SamplingFactor::R_4_2_0,
+    });
+    encoder.encode(
+        img.as_raw(),
+        w as u16,
+        h as u16,
+        jpeg_encoder::ColorType::Rgb,
+    )?;
+    Ok(out)
 }
 
 /// Sets `STORAGE_EMULATOR_HOST` so that `gs://` locations opened from now on go to `url`.

@@ -440,7 +440,7 @@ impl Default for PreprocessorConfig {
 /// CLIP's normalisation constants (`OPENAI_CLIP_MEAN`, `OPENAI_CLIP_STD` in `transformers`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// See [`CLIP_MEAN`].
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl PreprocessorConfig {
     /// `ViTImageProcessor`'s defaults with a `size`x`size` output.

@@ -239,6 +239,32 @@ impl ModelFiles {
     }
 }
 
+/// Memory-maps the checkpoint's weights on `device` in `dtype` (default: f32 on CPU, bf16 on
+/// CUDA), checking that the device supports it; returns the builder and the weight file.
+pub(crate) fn open_weights<'a>(
+    files: &'a ModelFiles,
+    device: &Device,
+    dtype: Option<DType>,
+) -> Result<(VarBuilder<'static>, &'a Path)> {
+    let dtype = dtype.unwrap_or_else(|| default_dtype(device));
+    check_dtype(device, dtype)?;
+    let weights = files.weights.as_path();
+    if !weights.is_file() {
+        return Err(Error::MissingFile {
+            path: weights.to_path_buf(),
+        });
+    }
+    // SAFETY: the file is mapped read-only; like every safetensors user we rely on it not
+    // being truncated or rewritten while the model is alive.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }.map_err(
+        |source| Error::Weights {
+            path: weights.to_path_buf(),
+            source,
+        },
+    )?;
+    Ok((vb, weights))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,30 +297,4 @@ mod tests {
         assert!(is_truthy("1") && is_truthy("TRUE") && is_truthy(" on "));
         assert!(!is_truthy("0") && !is_truthy("") && !is_truthy("false"));
     }
-}
-
-/// Memory-maps the checkpoint's weights on `device` in `dtype` (default: f32 on CPU, bf16 on
-/// CUDA), checking that the device supports it; returns the builder and the weight file.
-pub(crate) fn open_weights<'a>(
-    files: &'a ModelFiles,
-    device: &Device,
-    dtype: Option<DType>,
-) -> Result<(VarBuilder<'static>, &'a Path)> {
-    let dtype = dtype.unwrap_or_else(|| default_dtype(device));
-    check_dtype(device, dtype)?;
-    let weights = files.weights.as_path();
-    if !weights.is_file() {
-        return Err(Error::MissingFile {
-            path: weights.to_path_buf(),
-        });
-    }
-    // SAFETY: the file is mapped read-only; like every safetensors user we rely on it not
-    // being truncated or rewritten while the model is alive.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }.map_err(
-        |source| Error::Weights {
-            path: weights.to_path_buf(),
-            source,
-        },
-    )?;
-    Ok((vb, weights))
 }

@@ -298,7 +298,7 @@ fn bytes_to_embedding_matches_transformers() -> TestResult {
             let ours = embedder.preprocessor().preprocess(&bytes)?;
             let theirs_px = flat(&expected[&format!("pixels.{model}.{key}")])?;
             let theirs = flat(&expected[&format!("embeds.{model}.{key}")])?;
-            let got = embedder.embed(&[ours.clone()], false)?;
+            let got = embedder.embed(std::slice::from_ref(&ours), false)?;
             if max_abs(&ours.pixels, &theirs_px) < 1e-6 {
                 let d = max_abs(&got[0], &theirs);
                 assert!(d <= 1e-4, "{model} {key}: embedding differs by {d}");

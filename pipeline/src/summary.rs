@@ -141,7 +141,7 @@ pub fn summary_table(f: &Finished) -> String {
     }
     if let Some(j) = &f.job {
         s.push_str(&format!(
-            "job {}: {} images, {} classified, {} bad, {} shards, {:.2} s, {:.1} images/s\n",
+            "job {}: {} images, {} with results, {} bad, {} shards, {:.2} s, {:.1} images/s\n",
             j.run_id,
             j.images,
             j.images_ok,

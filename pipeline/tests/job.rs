@@ -486,3 +486,85 @@ async fn a_dry_run_lists_plans_and_counts_requests_writing_nothing() {
         .unwrap();
     assert!(written.objects.is_empty(), "{:?}", written.objects);
 }
+
+/// `image_id -> crc` of every Parquet shard of `run`, read back with the `parquet` crate;
+/// a row found twice fails.
+async fn parquet_rows(
+    store: &Arc<dyn Store>,
+    run: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use arrow_array::{Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let summary: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(&format!("out/_job_summary_{run}.json"), None)
+            .await
+            .expect("job summary"),
+    )
+    .unwrap();
+    let mut rows = std::collections::BTreeMap::new();
+    for s in 0..summary["shards"].as_u64().unwrap() {
+        let bytes = store
+            .get(&format!("out/results_{run}_shard_{s}.parquet"), None)
+            .await
+            .expect("results file");
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let col = |i: usize| {
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (ids, objects, crcs) = (col(0), col(1), col(2));
+            for i in 0..batch.num_rows() {
+                assert_eq!(objects.value(i), format!("imgs/{}.jpg", ids.value(i)));
+                assert!(crcs.is_valid(i));
+                let old = rows.insert(ids.value(i).to_string(), crcs.value(i).to_string());
+                assert!(old.is_none(), "{} written twice", ids.value(i));
+            }
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parquet_results_hold_every_image_once_with_a_zombie_and_a_reshape() {
+    let (store, good, bad) = inputs("parquet", 100).await;
+    let spec = JobSpec {
+        format: dataflux_pipeline::OutputFormat::Parquet,
+        ..spec("parquet", "pq")
+    };
+    let model = Checksum::slow(Duration::from_millis(5));
+    // Two ranks, rank 1 twice (a zombie), then the same run resubmitted at three ranks.
+    let first = futures::future::join3(
+        run(&store, &spec, model.clone(), 0, 2),
+        run(&store, &spec, model.clone(), 1, 2),
+        run(&store, &spec, model.clone(), 1, 2),
+    );
+    let (a, b, c) = first.await;
+    for o in [a, b, c] {
+        o.expect("rank finished");
+    }
+    attempt(&store, &spec, model, 3).await;
+    assert_eq!(parquet_rows(&store, "pq").await, good);
+    let mut named = String::new();
+    for s in 0..3 {
+        if let Ok(e) = store
+            .get(&format!("out/errors_pq_shard_{s}.csv"), None)
+            .await
+        {
+            named.push_str(&String::from_utf8_lossy(&e));
+        }
+    }
+    for b in &bad {
+        assert_eq!(named.matches(b.as_str()).count(), 1, "{b}");
+    }
+    assert!(leftovers(&store, "pq").await.is_empty());
+}

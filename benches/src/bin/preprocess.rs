@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
-use dataflux_benches::random_classifier;
+use clap::Parser;
+use dataflux_benches::{random_classifier, synthetic_jpeg, Chroma};
 use dataflux_inference::preprocess::{decode_rgb8, decode_rgb8_draft, scaled_jpeg_decoding};
 use dataflux_inference::{
     DecodeLimits, PreparedImage, PreprocessMode, Preprocessor, PreprocessorConfig, ViTConfig,
@@ -44,70 +44,6 @@ struct Args {
     /// Python interpreter with torch, torchvision and pillow.
     #[arg(long, env = "PYTHON", default_value = "python3")]
     python: String,
-}
-
-/// JPEG chroma subsampling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Chroma {
-    /// 4:4:4: no subsampling.
-    #[value(name = "444")]
-    S444,
-    /// 4:2:0: chroma halved both ways.
-    #[value(name = "420")]
-    S420,
-}
-
-impl std::fmt::Display for Chroma {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Chroma::S444 => "4:4:4",
-            Chroma::S420 => "4:2:0",
-        })
-    }
-}
-
-/// A deterministic photo-like 640x480 image (smooth gradients, edges, texture, noise) as a
-/// JPEG of the given quality and chroma subsampling.
-fn synthetic_jpeg(seed: u32, quality: u8, chroma: Chroma) -> Result<Vec<u8>> {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state % 25) as i32 - 12
-    };
-    let (w, h) = (640u32, 480u32);
-    let cx = 100 + (seed * 37) % 440;
-    let cy = 80 + (seed * 53) % 320;
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let dx = x as i32 - cx as i32;
-        let dy = y as i32 - cy as i32;
-        let inside = dx * dx + dy * dy < 90 * 90;
-        let base = if inside {
-            [200, 60 + (seed % 100) as i32, 40]
-        } else {
-            [
-                (x * 255 / w) as i32,
-                (y * 255 / h) as i32,
-                128 + (((x + seed) as f32 / 9.0).sin() * ((y as f32) / 13.0).cos() * 100.0) as i32,
-            ]
-        };
-        let n = noise();
-        image::Rgb(base.map(|v| (v + n).clamp(0, 255) as u8))
-    });
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
-    encoder.set_sampling_factor(match chroma {
-        Chroma::S444 => jpeg_encoder::SamplingFactor::R_4_4_4,
-        Chroma::S420 => jpeg_encoder::SamplingFactor::R_4_2_0,
-    });
-    encoder.encode(
-        img.as_raw(),
-        w as u16,
-        h as u16,
-        jpeg_encoder::ColorType::Rgb,
-    )?;
-    Ok(out)
 }
 
 fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
