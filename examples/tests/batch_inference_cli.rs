@@ -318,3 +318,45 @@ fn a_task_that_does_not_fit_the_checkpoint_exits_2_naming_both() {
     );
     assert!(!out.join("results_emb_shard_0.parquet").exists());
 }
+
+#[test]
+fn a_checkpoint_from_a_bucket_url_is_fetched_into_the_cache_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    let url = format!(
+        "file://{}",
+        root()
+            .join("inference/fixtures/tiny-clip")
+            .canonicalize()
+            .unwrap()
+            .display()
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--task", "embed", "--model", &url, "--model-cache"])
+        .arg(&cache)
+        .args(["--device", "cpu", "--run-id", "bucket", "--output"])
+        .arg(&out)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        read_embeddings(&out.join("results_bucket_shard_0.parquet"), 16).len(),
+        6
+    );
+    let cached: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].join("model.safetensors").is_file());
+}

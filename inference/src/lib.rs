@@ -39,6 +39,7 @@ mod draft;
 pub mod embedder;
 pub mod error;
 pub mod preprocess;
+mod resample;
 mod simd;
 pub mod source;
 mod transformer;

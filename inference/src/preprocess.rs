@@ -317,24 +317,24 @@ impl Preprocessor {
                     .map_err(|e| resize_err(e.to_string()))
             })
         };
-        // Both PIL and fast_image_resize resize in two one-axis passes and clip to 8 bits
-        // between them, but in opposite orders: Pillow's `ImagingResampleInner` runs the
-        // horizontal pass first, fast_image_resize the vertical one on 8-bit images. With a
-        // filter that has negative lobes (bicubic, Lanczos) the clipping makes the order
-        // visible (up to 20+ levels on small images); with the others it moves values by a
-        // level now and then. So the resize runs as two one-axis resizes in Pillow's order,
-        // except on the ViT path (exact size, no crop, no negative lobes), which stays one
-        // call and exactly as it was. (Pillow 13's wheel was measured to take the vertical
-        // pass first on some shapes, about one random size in five, which its published
-        // source does not explain; there the difference stays at clipped edges.)
+        // fast_image_resize implements Pillow's convolution, but with 16-bit coefficients and
+        // the vertical pass first: a level off now and then, and up to 20+ levels where
+        // bicubic's overshoot is clipped between the passes. Pillow's own arithmetic
+        // (`crate::resample`) runs wherever that shows: filters with negative lobes and the
+        // CLIP-style (centre-crop) processors. The ViT path (exact size, no crop, bilinear)
+        // stays on fast_image_resize, exactly as it was.
         let negative_lobes = matches!(self.config.resample, Resample::Bicubic | Resample::Lanczos);
-        let pil_order = negative_lobes || self.config.center_crop;
-        if pil_order && w != dw && h != dh {
-            HORIZONTAL.with(|tmp| {
-                let mut tmp = tmp.borrow_mut();
-                run(src, w, h, &mut tmp, dw, h)?;
-                run(&tmp, dw, h, out, dw, dh)
-            })
+        let pil_exact = (negative_lobes || self.config.center_crop)
+            && self.config.resample != Resample::Nearest;
+        if pil_exact {
+            crate::resample::resize_rgb8(
+                src,
+                (w as usize, h as usize),
+                (dw as usize, dh as usize),
+                self.config.resample,
+                out,
+            );
+            Ok(())
         } else {
             run(src, w, h, out, dw, dh)
         }
@@ -376,8 +376,6 @@ thread_local! {
     static RESIZER: RefCell<fir::Resizer> = RefCell::new(fir::Resizer::new());
     /// The resized 8-bit image, before normalization; reused by each call on this thread.
     static RESIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The first pass of a two-pass resize; reused by each call on this thread.
-    static HORIZONTAL: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Averages `factor`x`factor` blocks (PIL's `Image.reduce`); the last partial row and column of

@@ -50,16 +50,36 @@ impl VitClassifier {
 /// Fetches (hub) or finds (directory) the checkpoint of `spec` and checks that it can do
 /// `task`, before any weight is read.
 pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
-    let mut options = LoadOptions::from_env();
-    options.offline |= spec.offline;
-    let files = ModelFiles::fetch(&spec.source, &options).await?;
+    let files = match &spec.remote {
+        Some(location) => {
+            let root = spec
+                .cache
+                .clone()
+                .unwrap_or_else(crate::model_cache::default_cache_dir);
+            let cache =
+                crate::model_cache::ModelCache::new(root, crate::JobSpec::default().store_deadline);
+            ModelFiles::in_dir(&cache.fetch(location).await?)?
+        }
+        None => {
+            let mut options = LoadOptions::from_env();
+            options.offline |= spec.offline;
+            ModelFiles::fetch(&spec.source, &options).await?
+        }
+    };
     task.check_architecture(&files.config)?;
     Ok(files)
 }
 
 /// A checkpoint's identity in a run's definition: a hub id as given, a directory by its
 /// canonical path (the same checkpoint typed from another working directory is the same).
-pub(crate) fn source_id(source: &ModelSource) -> String {
+pub(crate) fn model_id(spec: &ModelSpec) -> String {
+    match &spec.remote {
+        Some(location) => location.url.clone(),
+        None => source_id(&spec.source),
+    }
+}
+
+fn source_id(source: &ModelSource) -> String {
     match source {
         ModelSource::Local(dir) => std::fs::canonicalize(dir)
             .unwrap_or_else(|_| dir.clone())
@@ -78,7 +98,7 @@ impl BatchModel for VitClassifier {
 
     fn definition(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("source".to_string(), source_id(&self.spec.source)),
+            ("source".to_string(), model_id(&self.spec)),
             ("top_k".to_string(), self.spec.top_k.to_string()),
             (
                 "decode".to_string(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use dataflux_inference::preprocess::scaled_jpeg_decoding;
 use dataflux_inference::{Embedder, PreparedImage, PreprocessMode};
 
-use crate::classify::{fetch_checked, source_id};
+use crate::classify::{fetch_checked, model_id};
 use crate::error::Result;
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 use crate::spec::{ModelSpec, Task};
@@ -56,7 +56,7 @@ impl BatchModel for ClipEmbedder {
 
     fn definition(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("source".to_string(), source_id(&self.spec.source)),
+            ("source".to_string(), model_id(&self.spec)),
             ("normalize".to_string(), self.spec.normalize.to_string()),
             (
                 "decode".to_string(),

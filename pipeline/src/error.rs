@@ -85,6 +85,15 @@ pub enum Error {
     /// A stage ended early because the next one was gone (follows another stage's error).
     #[error("stage {0} lost its downstream")]
     Disconnected(&'static str),
+    /// A checkpoint file downloaded from a bucket is not what the listing says (short or
+    /// corrupt); nothing of it was kept, and running again downloads it again.
+    #[error("model {location}: {reason}")]
+    ModelFetch {
+        /// The checkpoint and the file.
+        location: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// Result rows could not be encoded (a model whose rows do not match its columns).
     #[error("cannot encode results: {0}")]
     Results(#[from] crate::parquet::ParquetError),
@@ -115,7 +124,9 @@ impl Error {
     /// Errors after which the same job, run again, carries on from what is committed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::StoreUnavailable { .. } | Error::Timeout { .. } => true,
+            Error::StoreUnavailable { .. } | Error::Timeout { .. } | Error::ModelFetch { .. } => {
+                true
+            }
             Error::Store { source, .. } => source.is_temporary(),
             _ => false,
         }

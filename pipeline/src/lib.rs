@@ -85,6 +85,7 @@ mod finalize;
 mod job;
 pub mod layout;
 pub mod model;
+pub mod model_cache;
 pub mod parquet;
 pub mod plan;
 pub mod rows;

@@ -112,8 +112,13 @@ impl Task {
 /// [`JobSpec::default`]'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
-    /// Hub repository or local directory.
+    /// Hub repository or local directory (unused when `remote` is set).
     pub source: ModelSource,
+    /// A checkpoint in a bucket (`gs://`, `s3://`, `file://`, `memory://`): fetched once per
+    /// node into `cache` ([`crate::model_cache`]) and loaded from there.
+    pub remote: Option<Location>,
+    /// The node's cache for `remote` checkpoints (`None`: [`crate::model_cache::default_cache_dir`]).
+    pub cache: Option<std::path::PathBuf>,
     /// Where to run it.
     pub device: DeviceSpec,
     /// Compute precision (`None`: f32 on CPU, bf16 on CUDA).
@@ -195,6 +200,8 @@ impl Default for JobSpec {
             format: OutputFormat::Csv,
             model: ModelSpec {
                 source: Task::Classify.default_model(),
+                remote: None,
+                cache: None,
                 device: DeviceSpec::Auto,
                 dtype: None,
                 task: Task::Classify,

@@ -39,11 +39,16 @@ struct Args {
     /// What to compute: top-k labels (a ViT classifier) or image embeddings (a CLIP model).
     #[arg(long, env = "DATAFLUX_TASK", value_enum, default_value_t = TaskArg::Classify)]
     task: TaskArg,
-    /// Hugging Face repository id (owner/name[@revision]) or a local checkpoint directory
-    /// [default: google/vit-base-patch16-224 to classify, openai/clip-vit-base-patch32 to
-    /// embed].
+    /// Hugging Face repository id (owner/name[@revision]), a local checkpoint directory, or a
+    /// checkpoint in a bucket (gs://bucket/prefix, s3://…, file://…), fetched once per node
+    /// into --model-cache [default: google/vit-base-patch16-224 to classify,
+    /// openai/clip-vit-base-patch32 to embed].
     #[arg(long, env = "DATAFLUX_MODEL")]
     model: Option<String>,
+    /// The node's cache for checkpoints from buckets, shared by its ranks (one downloads under
+    /// a file lock, the others wait) [default: $HF_HOME/dataflux].
+    #[arg(long, env = "DATAFLUX_MODEL_CACHE")]
+    model_cache: Option<std::path::PathBuf>,
     /// Images per forward pass.
     #[arg(long, env = "DATAFLUX_BATCH_SIZE", default_value_t = defaults().batch_size)]
     batch_size: usize,
@@ -130,9 +135,15 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         format: args.format.map_or(task.default_format(), Into::into),
         model: dataflux_pipeline::ModelSpec {
             source: match &args.model {
+                Some(m) if m.contains("://") => task.default_model(),
                 Some(m) => cli::model_source("--model", m)?,
                 None => task.default_model(),
             },
+            remote: match &args.model {
+                Some(m) if m.contains("://") => Some(cli::location("--model", m)?),
+                _ => None,
+            },
+            cache: args.model_cache.clone(),
             device: cli::device("--device", &args.device, topology)?,
             dtype: args.dtype.map(Into::into),
             task,
@@ -191,7 +202,10 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
     if loaded.is_config() {
         return cli::error_exit(&loaded);
     }
-    eprintln!("error: --model {}: {loaded}", spec.model.source);
+    match &spec.model.remote {
+        Some(location) => eprintln!("error: --model {}: {loaded}", location.url),
+        None => eprintln!("error: --model {}: {loaded}", spec.model.source),
+    }
     ExitCode::from(1)
 }
 
