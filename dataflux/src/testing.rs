@@ -92,6 +92,7 @@ pub struct FaultProxy {
     /// Where it listens.
     pub addr: SocketAddr,
     faults: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -99,7 +100,7 @@ struct Plan {
     rules: Vec<FaultRule>,
     seed: u64,
     started: Instant,
-    requests: AtomicU64,
+    requests: Arc<AtomicU64>,
     faults: Arc<AtomicU64>,
     upstream: SocketAddr,
 }
@@ -114,11 +115,12 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let faults = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
         let plan = Arc::new(Plan {
             rules,
             seed,
             started: Instant::now(),
-            requests: AtomicU64::new(0),
+            requests: requests.clone(),
             faults: faults.clone(),
             upstream,
         });
@@ -133,12 +135,22 @@ impl FaultProxy {
                 while connections.try_join_next().is_some() {}
             }
         });
-        Ok(Self { addr, faults, task })
+        Ok(Self {
+            addr,
+            faults,
+            requests,
+            task,
+        })
     }
 
     /// The base URL, for `STORAGE_EMULATOR_HOST`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far (faulty or not).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 
     /// Requests that got a fault so far.

@@ -37,9 +37,14 @@ fn upstream(url: &str) -> std::net::SocketAddr {
 
 /// A base S3 store (no retry layer) through `proxy`, with a 1 s idle timeout.
 fn s3_through(proxy: &FaultProxy) -> Arc<dyn Store> {
+    s3_bucket_through(proxy, "any-bucket")
+}
+
+/// [`s3_through`] for `bucket`.
+fn s3_bucket_through(proxy: &FaultProxy, bucket: &str) -> Arc<dyn Store> {
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
         .with_endpoint(proxy.url())
-        .with_bucket_name("any-bucket")
+        .with_bucket_name(bucket)
         .with_retry(object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
@@ -54,7 +59,7 @@ fn s3_through(proxy: &FaultProxy) -> Arc<dyn Store> {
     }
     Arc::new(GenericStore::new(
         Arc::new(builder.build().expect("s3")),
-        "s3://any-bucket",
+        &format!("s3://{bucket}"),
         true,
     ))
 }
@@ -187,4 +192,74 @@ async fn gcs_retries_wait_for_retry_after() {
         1,
         "one throttled attempt, then the answer"
     );
+}
+
+/// A bounded range on an object_store store (S3) stops at its bound: one list request for a
+/// range that fits in the first page, although the prefix holds more than a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_bounded_listing_stops_at_its_bound() {
+    use futures::StreamExt;
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT") else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    let bucket = format!("bounded-{}", std::process::id());
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("moto reachable");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
+    let direct = dataflux::Location::parse(&format!("s3://{bucket}"))
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    futures::stream::iter(0..1100)
+        .map(|i| {
+            let direct = direct.clone();
+            async move {
+                direct
+                    .put(
+                        &format!("b/{i:04}"),
+                        bytes::Bytes::from_static(b"x"),
+                        dataflux::PutMode::Overwrite,
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let proxy = FaultProxy::start(upstream(&endpoint), 1, Vec::new())
+        .await
+        .unwrap();
+    let store = s3_bucket_through(&proxy, &bucket);
+    let page = store
+        .list_page(dataflux::PageRequest::new("b/", None, Some("b/0099"), 1000))
+        .await
+        .unwrap();
+    assert_eq!(page.objects.len(), 100);
+    assert_eq!(page.objects.last().unwrap().name, "b/0099");
+    assert!(!page.more);
+    assert_eq!(proxy.requests(), 1, "read past the bound");
+    // The whole prefix, for contrast: two pages of the store.
+    let before = proxy.requests();
+    let all = dataflux::list(
+        &store,
+        "b/",
+        &dataflux::ListOptions {
+            parallelism: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.objects.len(), 1100);
+    assert!(proxy.requests() - before >= 2);
 }
