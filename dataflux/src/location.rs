@@ -157,6 +157,7 @@ impl Location {
                 }
                 let s3 = builder
                     .with_bucket_name(bucket)
+                    .with_http_connector(crate::store::http::RetryAfterConnector)
                     // Exactly one retry layer: ours (RetryStore), not object_store's too.
                     .with_retry(object_store::RetryConfig {
                         max_retries: 0,

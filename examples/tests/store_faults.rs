@@ -45,6 +45,7 @@ fn s3_bucket_through(proxy: &FaultProxy, bucket: &str) -> Arc<dyn Store> {
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
         .with_endpoint(proxy.url())
         .with_bucket_name(bucket)
+        .with_http_connector(dataflux::store::http::RetryAfterConnector)
         .with_retry(object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
@@ -59,7 +60,7 @@ fn s3_bucket_through(proxy: &FaultProxy, bucket: &str) -> Arc<dyn Store> {
     }
     Arc::new(GenericStore::new(
         Arc::new(builder.build().expect("s3")),
-        &format!("s3://{bucket}"),
+        format!("s3://{bucket}"),
         true,
     ))
 }
@@ -262,4 +263,70 @@ async fn s3_bounded_listing_stops_at_its_bound() {
     .unwrap();
     assert_eq!(all.objects.len(), 1100);
     assert!(proxy.requests() - before >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_retries_wait_for_retry_after() {
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT") else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    let bucket = format!("retry-after-{}", std::process::id());
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("moto reachable");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
+    let direct = dataflux::Location::parse(&format!("s3://{bucket}"))
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    direct
+        .put(
+            "x",
+            bytes::Bytes::from_static(b"hello"),
+            dataflux::PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    // For its first 300 ms the proxy answers 503 with Retry-After: 1.
+    let throttled = FaultProxy::start(
+        upstream(&endpoint),
+        1,
+        vec![FaultRule {
+            kinds: vec![RequestKind::Other],
+            fault: Fault::Throttle {
+                status: 503,
+                retry_after_secs: 1,
+            },
+            rate: 1.0,
+            from: Duration::ZERO,
+            until: Some(Duration::from_millis(300)),
+        }],
+    )
+    .await
+    .unwrap();
+    let store = dataflux::store::retrying::layered(
+        s3_bucket_through(&throttled, &bucket),
+        dataflux::RetryPolicy::default(),
+    );
+    let started = Instant::now();
+    assert_eq!(&store.get("x", None).await.unwrap()[..], b"hello");
+    // The retry layer alone would have tried again within 0.2 s (and again, and again).
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        throttled.faults(),
+        1,
+        "one throttled attempt, then the answer"
+    );
 }

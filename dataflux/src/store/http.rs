@@ -86,9 +86,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Hands a 429 or 503 answer carrying `Retry-After: <seconds>` back only after that delay
 /// (at most `cap`), so that the retry layer's next attempt is no sooner than the server asked.
-/// Not a retry layer of its own: it never sends a request again. (`object_store`'s S3
-/// client does not expose response headers, so there the retry layer's backoff alone
-/// applies.)
+/// Not a retry layer of its own: it never sends a request again. The GCS client's middleware;
+/// [`RetryAfterConnector`] does the same for `object_store`'s (S3) client.
 #[derive(Debug, Clone, Copy)]
 struct HonourRetryAfter {
     cap: Duration,
@@ -103,6 +102,50 @@ impl reqwest_middleware::Middleware for HonourRetryAfter {
         next: reqwest_middleware::Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let response = next.run(req, extensions).await?;
+        if matches!(response.status().as_u16(), 429 | 503) {
+            if let Some(wait) = retry_after(response.headers()) {
+                tracing::debug!(?wait, status = %response.status(), "the server asked to retry later");
+                tokio::time::sleep(wait.min(self.cap)).await;
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// `object_store`'s HTTP client (its own reqwest client, built from the builder's options)
+/// with `Retry-After` honoured as the GCS client's middleware honours it: a 429 or 503 answer
+/// asking for a delay is handed back only after it (at most [`MAX_RETRY_AFTER`]), so that
+/// [`crate::store::retrying::RetryStore`]'s next attempt waits as the server asked.
+/// `object_store` errors carry no headers, so this is the one place that sees them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RetryAfterConnector;
+
+impl object_store::client::HttpConnector for RetryAfterConnector {
+    fn connect(
+        &self,
+        options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let inner = object_store::client::ReqwestConnector::default().connect(options)?;
+        Ok(object_store::client::HttpClient::new(RetryAfterService {
+            inner,
+            cap: MAX_RETRY_AFTER,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct RetryAfterService {
+    inner: object_store::client::HttpClient,
+    cap: Duration,
+}
+
+#[async_trait::async_trait]
+impl object_store::client::HttpService for RetryAfterService {
+    async fn call(
+        &self,
+        req: object_store::client::HttpRequest,
+    ) -> Result<object_store::client::HttpResponse, object_store::client::HttpError> {
+        let response = self.inner.execute(req).await?;
         if matches!(response.status().as_u16(), 429 | 503) {
             if let Some(wait) = retry_after(response.headers()) {
                 tracing::debug!(?wait, status = %response.status(), "the server asked to retry later");
