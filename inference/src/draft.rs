@@ -57,6 +57,33 @@ pub(crate) fn decode_reduced(
     out_width: u32,
     out_height: u32,
 ) -> Option<Result<RgbImage, PreprocessError>> {
+    decode_turbo(bytes, limits, |w, h| {
+        let k = draft_reduction(w, h, out_width, out_height);
+        (k > 1).then_some(k)
+    })
+}
+
+/// Exact mode's JPEG decoding in a build with the `turbojpeg` feature: libjpeg-turbo at full
+/// scale with its defaults (accurate integer IDCT, fancy upsampling), which are Pillow's, so
+/// the pixels are PIL's exactly (zune-jpeg's are up to a few levels off). `None` where
+/// [`decode_reduced`] would decline (CMYK, lossless, a decoder complaint): zune-jpeg then
+/// decodes the image.
+#[cfg(feature = "turbojpeg")]
+pub(crate) fn decode_full(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Option<Result<RgbImage, PreprocessError>> {
+    decode_turbo(bytes, limits, |_, _| Some(1))
+}
+
+/// Decodes with libjpeg-turbo at the reduction `pick` chooses from the header's size
+/// (`None`: decline the image).
+#[cfg(feature = "turbojpeg")]
+fn decode_turbo(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    pick: impl Fn(u32, u32) -> Option<u32>,
+) -> Option<Result<RgbImage, PreprocessError>> {
     use std::cell::RefCell;
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
 
@@ -92,10 +119,7 @@ pub(crate) fn decode_reduced(
         {
             return Some(Err(PreprocessError::TooLarge { width, height }));
         }
-        let k = draft_reduction(width, height, out_width, out_height);
-        if k == 1 {
-            return None;
-        }
+        let k = pick(width, height)?;
         let factor = ScalingFactor::new(1, k as usize);
         decompressor.set_scaling_factor(factor).ok()?;
         let (w, h) = (factor.scale(header.width), factor.scale(header.height));
@@ -126,6 +150,15 @@ pub(crate) fn decode_reduced(
     _limits: &DecodeLimits,
     _out_width: u32,
     _out_height: u32,
+) -> Option<Result<RgbImage, PreprocessError>> {
+    None
+}
+
+/// Without the `turbojpeg` feature, exact mode decodes every JPEG with `zune-jpeg`.
+#[cfg(not(feature = "turbojpeg"))]
+pub(crate) fn decode_full(
+    _bytes: &[u8],
+    _limits: &DecodeLimits,
 ) -> Option<Result<RgbImage, PreprocessError>> {
     None
 }

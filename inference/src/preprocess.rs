@@ -469,6 +469,13 @@ fn decode_rgb8_as(
             reason: "truncated JPEG: no end-of-image marker".into(),
         });
     }
+    // With the `turbojpeg` feature libjpeg-turbo, PIL's own decoder, decodes JPEGs: PIL's
+    // pixels exactly. Without it (or for what it declines) zune-jpeg does, a few levels off.
+    if format == ImageFormat::Jpeg {
+        if let Some(decoded) = crate::draft::decode_full(bytes, limits) {
+            return decoded;
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Dimensions are checked below, from the header, so that the error can name them.
     let mut image_limits = image::Limits::default();

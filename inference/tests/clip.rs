@@ -135,6 +135,10 @@ fn allowed(key: &str) -> (u8, f64) {
 }
 
 fn allowed_max(key: &str) -> u8 {
+    // With libjpeg-turbo (feature turbojpeg), JPEGs decode to PIL's pixels, CMYK ones aside.
+    if cfg!(feature = "turbojpeg") && key.ends_with(".jpg") && !key.contains("cmyk") {
+        return 0;
+    }
     if key.ends_with(".jpg") {
         // zune-jpeg's IDCT and upsampling against libjpeg-turbo's: up to 4 levels.
         4
