@@ -31,4 +31,4 @@ nasm -v
 # it was built with there and only the crates that use dataflux-inference are rebuilt; only the
 # preprocessing and parity tests run again.
 cargo clippy --workspace --all-targets --features dataflux-inference/turbojpeg --locked -- -D warnings
-cargo test --workspace --features dataflux-inference/turbojpeg --locked --test preprocess --test parity --test clip
+cargo test --workspace --features dataflux-inference/turbojpeg --locked --test preprocess --test parity --test clip --test batch_inference_cli
