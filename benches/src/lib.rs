@@ -442,6 +442,41 @@ pub fn use_endpoint(url: &str) {
     std::env::set_var(dataflux::store::gcs::EMULATOR_ENV, url);
 }
 
+/// The best of `repeat` timed runs of `f`, each processing `n` items, in items per second.
+pub fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = 0f64;
+    for _ in 0..repeat {
+        let start = Instant::now();
+        f()?;
+        best = best.max(n as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// Whether `python` can import `modules` (a comma-separated list, as `import` takes it): a
+/// baseline needs them.
+pub fn python_imports(python: &str, modules: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs the baseline `benches/python/<script>` with `args` under `python` and parses the one
+/// JSON line it prints; `None` (saying why on stderr) when it fails.
+pub fn python_json(python: &str, script: &str, args: &[String]) -> Option<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = Command::new(python).arg(path).args(args).output().ok()?;
+    if !out.status.success() {
+        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,14 +12,12 @@
 //! our rate and fails. Shared machines drift by tens of percent within a minute, so the two
 //! sides alternate for `--rounds` rounds and each keeps its best.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Parser;
-use dataflux_benches::random_embedder;
+use dataflux_benches::{python_imports, python_json, random_embedder};
 use dataflux_inference::ClipVisionConfig;
 
 #[derive(Parser, Debug)]
@@ -41,29 +39,16 @@ struct Args {
     python: String,
 }
 
-/// Whether `python` can run the baseline (imports torch and transformers).
-fn python_has_torch(python: &str) -> bool {
-    Command::new(python)
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn python_baseline(args: &Args) -> Option<(f64, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/clip_cpu_baseline.py");
-    let out = Command::new(&args.python)
-        .arg(script)
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .args(["--iters", &args.iters.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let script_args = [
+        "--threads".to_string(),
+        args.threads.to_string(),
+        "--batch".into(),
+        args.batch.to_string(),
+        "--iters".into(),
+        args.iters.to_string(),
+    ];
+    let v = python_json(&args.python, "clip_cpu_baseline.py", &script_args)?;
     Some((v["images_per_s"].as_f64()?, format!("torch {}", v["torch"])))
 }
 
@@ -88,7 +73,7 @@ fn main() -> Result<()> {
         args.batch,
         embedder.dim()
     );
-    let has_torch = python_has_torch(&args.python);
+    let has_torch = python_imports(&args.python, "torch, transformers");
     let (mut ours, mut base, mut versions) = (0f64, 0f64, None);
     for round in 1..=args.rounds.max(1) {
         let mut best = f64::INFINITY;

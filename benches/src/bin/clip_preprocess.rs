@@ -12,13 +12,11 @@
 //! our rates and fails. This VM's speed drifts by tens of percent over a minute, so ours and
 //! the baseline are measured in alternating rounds and each rate keeps its best.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use dataflux_benches::{synthetic_jpeg, Chroma};
+use dataflux_benches::{best_rate, python_imports, python_json, synthetic_jpeg, Chroma};
 use dataflux_inference::preprocess::{decode_rgb8, scaled_jpeg_decoding};
 use dataflux_inference::{DecodeLimits, PreprocessMode, Preprocessor, PreprocessorConfig};
 
@@ -50,54 +48,16 @@ struct Args {
 }
 
 /// A folder removed (with its contents) on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut best = 0f64;
-    for _ in 0..repeat {
-        let start = Instant::now();
-        f()?;
-        best = best.max(n as f64 / start.elapsed().as_secs_f64());
-    }
-    Ok(best)
-}
-
-/// Whether `python` can run the baseline (imports numpy, pillow and transformers).
-fn baseline_available(python: &str) -> bool {
-    Command::new(python)
-        .args(["-c", "import numpy, PIL, transformers"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 /// The baseline's full and decode-only rates, and what it ran on.
 fn python_baseline(args: &Args, dir: &Path) -> Option<(f64, f64, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/clip_preprocess_baseline.py");
-    let out = Command::new(&args.python)
-        .arg(script)
-        .arg(dir)
-        .args(["--size", &args.size.to_string()])
-        .args(["--repeat", &args.repeat.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let script_args = [
+        dir.display().to_string(),
+        "--size".into(),
+        args.size.to_string(),
+        "--repeat".into(),
+        args.repeat.to_string(),
+    ];
+    let v = python_json(&args.python, "clip_preprocess_baseline.py", &script_args)?;
     Some((
         v["images_per_s"].as_f64()?,
         v["decode_images_per_s"].as_f64()?,
@@ -120,12 +80,11 @@ fn main() -> Result<()> {
         args.rounds >= 1 && args.repeat >= 1 && args.images >= 1 && args.size >= 1,
         "--rounds, --repeat, --images and --size must be at least 1"
     );
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "dataflux-clip-preprocess-bench-{}",
-        std::process::id()
-    )));
-    std::fs::create_dir_all(dir.path())
-        .with_context(|| format!("creating {}", dir.path().display()))?;
+    // Removed when dropped, errors included.
+    let dir = tempfile::Builder::new()
+        .prefix("dataflux-clip-preprocess-bench-")
+        .tempdir()
+        .context("creating a temporary directory")?;
     let mut blobs = Vec::new();
     for i in 0..args.images as u32 {
         let quality = args.quality[i as usize % args.quality.len()];
@@ -164,7 +123,7 @@ fn main() -> Result<()> {
     let n = blobs.len();
     let mut ours = [0f64; 3];
     let mut baseline: Option<(f64, f64, String)> = None;
-    let has_baseline = baseline_available(&args.python);
+    let has_baseline = python_imports(&args.python, "numpy, PIL, transformers");
     for _ in 0..args.rounds {
         let rates = [
             // JPEGs have no alpha, so this is what CLIP's convert-to-RGB decodes too.

@@ -7,12 +7,12 @@
 //! torchvision'` works; otherwise the reference numbers of REFERENCE.md are printed, labelled.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dataflux_benches::{random_classifier, synthetic_jpeg, Chroma};
+use dataflux_benches::{
+    best_rate, python_imports, python_json, random_classifier, synthetic_jpeg, Chroma,
+};
 use dataflux_inference::preprocess::{decode_rgb8, decode_rgb8_draft, scaled_jpeg_decoding};
 use dataflux_inference::{
     DecodeLimits, PreparedImage, PreprocessMode, Preprocessor, PreprocessorConfig, ViTConfig,
@@ -44,16 +44,6 @@ struct Args {
     /// Python interpreter with torch, torchvision and pillow.
     #[arg(long, env = "PYTHON", default_value = "python3")]
     python: String,
-}
-
-fn best_rate(repeat: usize, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut best = 0f64;
-    for _ in 0..repeat {
-        let start = Instant::now();
-        f()?;
-        best = best.max(n as f64 / start.elapsed().as_secs_f64());
-    }
-    Ok(best)
 }
 
 /// How far fast mode is from exact mode on `blobs`: pixel differences (in 8-bit levels) and
@@ -122,29 +112,13 @@ fn agreement(exact: &Preprocessor, fast: &Preprocessor, blobs: &[Vec<u8>]) -> Re
     Ok(out)
 }
 
-/// Whether `python` can run the baseline (imports torch and torchvision).
-fn baseline_available(python: &str) -> bool {
-    Command::new(python)
-        .args(["-c", "import torch, torchvision"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn python_baseline(python: &str, dir: &Path, repeat: usize) -> Option<(f64, f64, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preprocess_baseline.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(dir)
-        .arg("--repeat")
-        .arg(repeat.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let args = [
+        dir.display().to_string(),
+        "--repeat".into(),
+        repeat.to_string(),
+    ];
+    let v = python_json(python, "preprocess_baseline.py", &args)?;
     Some((
         v["tutorial_images_per_s"].as_f64()?,
         v["decode_images_per_s"].as_f64()?,
@@ -191,7 +165,7 @@ fn main() -> Result<()> {
     // measured in alternating rounds and each keeps its best.
     let mut ours = [0f64; 5];
     let mut baseline: Option<(f64, f64, String)> = None;
-    let has_baseline = baseline_available(&args.python);
+    let has_baseline = python_imports(&args.python, "torch, torchvision");
     for _ in 0..args.rounds {
         let rates = [
             best_rate(args.repeat, n, || {

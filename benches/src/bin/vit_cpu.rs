@@ -8,14 +8,12 @@
 //! Shared machines drift by tens of percent within a minute, so the two sides alternate for
 //! `--rounds` rounds and each keeps its best.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Parser;
-use dataflux_benches::random_classifier;
+use dataflux_benches::{python_imports, python_json, random_classifier};
 use dataflux_inference::ViTConfig;
 
 /// REFERENCE.md: PyTorch 2.15 CPU, 2 threads, ViT-B/16 f32 batch 8.
@@ -40,28 +38,16 @@ struct Args {
     python: String,
 }
 
-fn python_has_torch(python: &str) -> bool {
-    Command::new(python)
-        .args(["-c", "import torch, torchvision, transformers"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn python_baseline(args: &Args) -> Option<(f64, String)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/vit_cpu_baseline.py");
-    let out = Command::new(&args.python)
-        .arg(script)
-        .args(["--threads", &args.threads.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .args(["--iters", &args.iters.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let script_args = [
+        "--threads".to_string(),
+        args.threads.to_string(),
+        "--batch".into(),
+        args.batch.to_string(),
+        "--iters".into(),
+        args.iters.to_string(),
+    ];
+    let v = python_json(&args.python, "vit_cpu_baseline.py", &script_args)?;
     Some((v["images_per_s"].as_f64()?, format!("torch {}", v["torch"])))
 }
 
@@ -75,7 +61,7 @@ fn main() -> Result<()> {
     let classifier = random_classifier(ViTConfig::vit_base_patch16_224(1000), 0.02)?;
     let pixels = Tensor::randn(0f32, 1.0, (args.batch, 3, 224, 224), &dev)?;
     classifier.logits(&pixels)?;
-    let has_torch = python_has_torch(&args.python);
+    let has_torch = python_imports(&args.python, "torch, torchvision, transformers");
     let (mut ours, mut base, mut versions) = (0f64, 0f64, None);
     for round in 1..=args.rounds.max(1) {
         let mut best = f64::INFINITY;
