@@ -195,16 +195,10 @@ async fn gcs_retries_wait_for_retry_after() {
     );
 }
 
-/// A bounded range on an object_store store (S3) stops at its bound: one list request for a
-/// range that fits in the first page, although the prefix holds more than a page.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_bounded_listing_stops_at_its_bound() {
-    use futures::StreamExt;
-    let Ok(endpoint) = std::env::var("AWS_ENDPOINT") else {
-        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
-        return;
-    };
-    let bucket = format!("bounded-{}", std::process::id());
+/// A new moto bucket named after `tag` and this process, and a store for it opened as the
+/// job opens one (`Location::open`).
+async fn s3_bucket(endpoint: &str, tag: &str) -> (String, Arc<dyn Store>) {
+    let bucket = format!("{tag}-{}", std::process::id());
     let resp = reqwest::Client::new()
         .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
         .send()
@@ -220,6 +214,19 @@ async fn s3_bounded_listing_stops_at_its_bound() {
         .open()
         .await
         .unwrap();
+    (bucket, direct)
+}
+
+/// A bounded range on an object_store store (S3) stops at its bound: one list request for a
+/// range that fits in the first page, although the prefix holds more than a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_bounded_listing_stops_at_its_bound() {
+    use futures::StreamExt;
+    let Ok(endpoint) = std::env::var("AWS_ENDPOINT") else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    let (bucket, direct) = s3_bucket(&endpoint, "bounded").await;
     futures::stream::iter(0..1100)
         .map(|i| {
             let direct = direct.clone();
@@ -271,22 +278,7 @@ async fn s3_retries_wait_for_retry_after() {
         eprintln!("AWS_ENDPOINT not set: S3 test skipped");
         return;
     };
-    let bucket = format!("retry-after-{}", std::process::id());
-    let resp = reqwest::Client::new()
-        .put(format!("{}/{bucket}", endpoint.trim_end_matches('/')))
-        .send()
-        .await
-        .expect("moto reachable");
-    assert!(
-        resp.status().is_success(),
-        "create bucket: {}",
-        resp.status()
-    );
-    let direct = dataflux::Location::parse(&format!("s3://{bucket}"))
-        .unwrap()
-        .open()
-        .await
-        .unwrap();
+    let (bucket, direct) = s3_bucket(&endpoint, "retry-after").await;
     direct
         .put(
             "x",

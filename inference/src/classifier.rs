@@ -64,22 +64,7 @@ impl Classifier {
     /// Loads a checkpoint whose files are already local. The weights are memory-mapped.
     pub fn from_files(files: &ModelFiles, device: &Device, dtype: Option<DType>) -> Result<Self> {
         let config = ViTConfig::from_file(&files.config)?;
-        let pre = match &files.preprocessor_config {
-            Some(path) => PreprocessorConfig::from_file(path)?,
-            None => PreprocessorConfig::square(config.image_size as u32),
-        };
-        if pre.height as usize != config.image_size || pre.width as usize != config.image_size {
-            return Err(Error::InvalidConfig {
-                path: files
-                    .preprocessor_config
-                    .clone()
-                    .unwrap_or_else(|| files.config.clone()),
-                reason: format!(
-                    "preprocessor size {}x{} differs from the model's image_size {}",
-                    pre.height, pre.width, config.image_size
-                ),
-            });
-        }
+        let pre = files.preprocessor(config.image_size as u32, PreprocessorConfig::square)?;
         let (vb, weights) = open_weights(files, device, dtype)?;
         Self::from_parts(config, pre, vb, weights)
     }

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use crate::clip::ClipImageEncoder;
 use crate::config::{ClipConfig, PreprocessorConfig};
 use crate::device::DeviceSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::preprocess::{batch_tensor, PreparedImage, PreprocessMode, Preprocessor};
 use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
 
@@ -66,23 +66,7 @@ impl Embedder {
     /// `CLIPModel`'s text tower is never read.
     pub fn from_files(files: &ModelFiles, device: &Device, dtype: Option<DType>) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config)?;
-        let size = config.vision.image_size as u32;
-        let pre = match &files.preprocessor_config {
-            Some(path) => PreprocessorConfig::from_file(path)?,
-            None => PreprocessorConfig::clip(size),
-        };
-        if pre.height != size || pre.width != size {
-            return Err(Error::InvalidConfig {
-                path: files
-                    .preprocessor_config
-                    .clone()
-                    .unwrap_or_else(|| files.config.clone()),
-                reason: format!(
-                    "preprocessor output {}x{} differs from the model's image_size {size}",
-                    pre.height, pre.width
-                ),
-            });
-        }
+        let pre = files.preprocessor(config.vision.image_size as u32, PreprocessorConfig::clip)?;
         let (vb, weights) = open_weights(files, device, dtype)?;
         Self::from_parts(config, pre, vb, weights)
     }

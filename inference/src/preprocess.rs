@@ -283,14 +283,6 @@ impl Preprocessor {
             height: sh,
             reason,
         };
-        let alg = match self.config.resample {
-            Resample::Nearest => fir::ResizeAlg::Nearest,
-            Resample::Lanczos => fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
-            Resample::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
-            Resample::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
-            Resample::Box => fir::ResizeAlg::Convolution(fir::FilterType::Box),
-            Resample::Hamming => fir::ResizeAlg::Convolution(fir::FilterType::Hamming),
-        };
         let reduced;
         let (src, w, h): (&[u8], u32, u32) = match self.mode {
             PreprocessMode::Fast => {
@@ -304,19 +296,6 @@ impl Preprocessor {
             }
             PreprocessMode::Exact => (rgb.as_raw(), sw, sh),
         };
-        let options = fir::ResizeOptions::new().resize_alg(alg);
-        let run = |src: &[u8], w: u32, h: u32, out: &mut Vec<u8>, dw: u32, dh: u32| {
-            let src = fir::images::ImageRef::new(w, h, src, fir::PixelType::U8x3)
-                .map_err(|e| resize_err(e.to_string()))?;
-            out.resize(dw as usize * dh as usize * 3, 0);
-            let mut dst = fir::images::Image::from_slice_u8(dw, dh, out, fir::PixelType::U8x3)
-                .map_err(|e| resize_err(e.to_string()))?;
-            RESIZER.with(|r| {
-                r.borrow_mut()
-                    .resize(&src, &mut dst, &options)
-                    .map_err(|e| resize_err(e.to_string()))
-            })
-        };
         // fast_image_resize implements Pillow's convolution, but with 16-bit coefficients and
         // the vertical pass first: a level off now and then, and up to 20+ levels where
         // bicubic's overshoot is clipped between the passes. Pillow's own arithmetic
@@ -324,9 +303,8 @@ impl Preprocessor {
         // CLIP-style (centre-crop) processors. The ViT path (exact size, no crop, bilinear)
         // stays on fast_image_resize, exactly as it was.
         let negative_lobes = matches!(self.config.resample, Resample::Bicubic | Resample::Lanczos);
-        let pil_exact = (negative_lobes || self.config.center_crop)
-            && self.config.resample != Resample::Nearest;
-        if pil_exact {
+        if (negative_lobes || self.config.center_crop) && self.config.resample != Resample::Nearest
+        {
             crate::resample::resize_rgb8(
                 src,
                 (w as usize, h as usize),
@@ -334,10 +312,27 @@ impl Preprocessor {
                 self.config.resample,
                 out,
             );
-            Ok(())
-        } else {
-            run(src, w, h, out, dw, dh)
+            return Ok(());
         }
+        let alg = match self.config.resample {
+            Resample::Nearest => fir::ResizeAlg::Nearest,
+            Resample::Lanczos => fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
+            Resample::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
+            Resample::Bicubic => fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom),
+            Resample::Box => fir::ResizeAlg::Convolution(fir::FilterType::Box),
+            Resample::Hamming => fir::ResizeAlg::Convolution(fir::FilterType::Hamming),
+        };
+        let src = fir::images::ImageRef::new(w, h, src, fir::PixelType::U8x3)
+            .map_err(|e| resize_err(e.to_string()))?;
+        out.resize(dw as usize * dh as usize * 3, 0);
+        let mut dst = fir::images::Image::from_slice_u8(dw, dh, out, fir::PixelType::U8x3)
+            .map_err(|e| resize_err(e.to_string()))?;
+        let options = fir::ResizeOptions::new().resize_alg(alg);
+        RESIZER.with(|r| {
+            r.borrow_mut()
+                .resize(&src, &mut dst, &options)
+                .map_err(|e| resize_err(e.to_string()))
+        })
     }
 
     fn normalize(&self, rgb: &[u8]) -> Vec<f32> {

@@ -154,15 +154,18 @@ fn clip8(acc: i32) -> u8 {
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// Resizes rows `rows` of the interleaved RGB image `src` (`w` wide) horizontally to `dw`.
+/// Resizes rows `rows` of the interleaved RGB image `src` (`w` wide) horizontally to `dw`,
+/// into `out`.
 fn horizontal(
     src: &[u8],
     w: usize,
     rows: std::ops::Range<usize>,
     c: &Coefficients,
     dw: usize,
-) -> Vec<u8> {
-    let mut out = vec![0u8; rows.len() * dw * 3];
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.resize(rows.len() * dw * 3, 0);
     for (row_out, y) in out.chunks_exact_mut(dw * 3).zip(rows) {
         let row = &src[y * w * 3..(y + 1) * w * 3];
         for (xx, px) in row_out.chunks_exact_mut(3).enumerate() {
@@ -178,7 +181,6 @@ fn horizontal(
             px[2] = clip8(a2);
         }
     }
-    out
 }
 
 /// Resizes the interleaved RGB image `src` (`w` wide; its first row is input row `offset`)
@@ -204,6 +206,11 @@ fn vertical(src: &[u8], w: usize, offset: usize, c: &Coefficients, dh: usize, ou
     }
 }
 
+thread_local! {
+    /// The horizontal pass's output, reused by each two-pass resize on this thread.
+    static INTERMEDIATE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Resizes the interleaved 8-bit RGB image `src` (`w` x `h`) to `dw` x `dh` into `out`, as
 /// Pillow's `Image.resize(..., resample)` does for an RGB image (no `reducing_gap`).
 pub(crate) fn resize_rgb8(
@@ -220,7 +227,7 @@ pub(crate) fn resize_rgb8(
             out.clear();
             out.extend_from_slice(src);
         }
-        (true, false) => *out = horizontal(src, w, 0..h, &Coefficients::new(w, dw, resample), dw),
+        (true, false) => horizontal(src, w, 0..h, &Coefficients::new(w, dw, resample), dw, out),
         (false, true) => vertical(src, w, 0, &Coefficients::new(h, dh, resample), dh, out),
         (true, true) => {
             let ch = Coefficients::new(w, dw, resample);
@@ -228,8 +235,11 @@ pub(crate) fn resize_rgb8(
             // Horizontal first, on only the rows the vertical pass reads, as Pillow does.
             let first = cv.start.first().copied().unwrap_or(0);
             let last = (0..dh).map(|i| cv.start[i] + cv.len[i]).max().unwrap_or(h);
-            let tmp = horizontal(src, w, first..last, &ch, dw);
-            vertical(&tmp, dw, first, &cv, dh, out);
+            INTERMEDIATE.with(|tmp| {
+                let mut tmp = tmp.borrow_mut();
+                horizontal(src, w, first..last, &ch, dw, &mut tmp);
+                vertical(&tmp, dw, first, &cv, dh, out);
+            });
         }
     }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
+use crate::config::PreprocessorConfig;
 use crate::device::{check_dtype, default_dtype};
 use crate::error::{Error, Result};
 
@@ -143,6 +144,32 @@ impl ModelFiles {
             preprocessor_config: pre.is_file().then_some(pre),
             weights,
         })
+    }
+
+    /// The checkpoint's `preprocessor_config.json`, or `default(size)` when it has none,
+    /// checked to produce the model's `size`x`size` input.
+    pub fn preprocessor(
+        &self,
+        size: u32,
+        default: impl FnOnce(u32) -> PreprocessorConfig,
+    ) -> Result<PreprocessorConfig> {
+        let pre = match &self.preprocessor_config {
+            Some(path) => PreprocessorConfig::from_file(path)?,
+            None => default(size),
+        };
+        if pre.height != size || pre.width != size {
+            return Err(Error::InvalidConfig {
+                path: self
+                    .preprocessor_config
+                    .clone()
+                    .unwrap_or_else(|| self.config.clone()),
+                reason: format!(
+                    "preprocessor size {}x{} differs from the model's image_size {size}",
+                    pre.height, pre.width
+                ),
+            });
+        }
+        Ok(pre)
     }
 
     /// [`ModelFiles::fetch`] for synchronous callers: the download runs on a private runtime in

@@ -2,11 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::preprocess::scaled_jpeg_decoding;
-use dataflux_inference::{
-    Classifier, LoadOptions, ModelFiles, ModelSource, PreparedImage, PreprocessMode,
-};
+use dataflux_inference::{Classifier, PreparedImage};
 
+use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 use crate::spec::{ModelSpec, Task};
@@ -32,60 +30,13 @@ impl VitClassifier {
     /// Wraps a loaded classifier; `spec` says top-k and the decode mode (its source is what
     /// the run's definition records).
     pub fn new(mut classifier: Classifier, spec: ModelSpec) -> Self {
-        if spec.fast_decode {
-            classifier.set_preprocess_mode(PreprocessMode::Fast);
-            if !scaled_jpeg_decoding() {
-                tracing::warn!("fast decoding: this build has no scaled JPEG decoder (cargo feature turbojpeg): large images are decoded at full size, then shrunk");
-            }
-        }
+        classifier.set_preprocess_mode(preprocess_mode(&spec));
         Self { classifier, spec }
     }
 
     /// The classifier.
     pub fn classifier(&self) -> &Classifier {
         &self.classifier
-    }
-}
-
-/// Fetches (hub) or finds (directory) the checkpoint of `spec` and checks that it can do
-/// `task`, before any weight is read.
-pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
-    let files = match &spec.remote {
-        Some(location) => {
-            let root = spec
-                .cache
-                .clone()
-                .unwrap_or_else(crate::model_cache::default_cache_dir);
-            let cache =
-                crate::model_cache::ModelCache::new(root, crate::JobSpec::default().store_deadline);
-            ModelFiles::in_dir(&cache.fetch(location).await?)?
-        }
-        None => {
-            let mut options = LoadOptions::from_env();
-            options.offline |= spec.offline;
-            ModelFiles::fetch(&spec.source, &options).await?
-        }
-    };
-    task.check_architecture(&files.config)?;
-    Ok(files)
-}
-
-/// A checkpoint's identity in a run's definition: a hub id as given, a directory by its
-/// canonical path (the same checkpoint typed from another working directory is the same).
-pub(crate) fn model_id(spec: &ModelSpec) -> String {
-    match &spec.remote {
-        Some(location) => location.url.clone(),
-        None => source_id(&spec.source),
-    }
-}
-
-fn source_id(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Local(dir) => std::fs::canonicalize(dir)
-            .unwrap_or_else(|_| dir.clone())
-            .display()
-            .to_string(),
-        hub => hub.to_string(),
     }
 }
 
@@ -97,19 +48,7 @@ impl BatchModel for VitClassifier {
     }
 
     fn definition(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("source".to_string(), model_id(&self.spec)),
-            ("top_k".to_string(), self.spec.top_k.to_string()),
-            (
-                "decode".to_string(),
-                if self.spec.fast_decode {
-                    "fast"
-                } else {
-                    "exact"
-                }
-                .to_string(),
-            ),
-        ])
+        definition(&self.spec, [("top_k", self.spec.top_k.to_string())])
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::preprocess::scaled_jpeg_decoding;
-use dataflux_inference::{Embedder, PreparedImage, PreprocessMode};
+use dataflux_inference::{Embedder, PreparedImage};
 
-use crate::classify::{fetch_checked, model_id};
+use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 use crate::spec::{ModelSpec, Task};
@@ -32,12 +31,7 @@ impl ClipEmbedder {
     /// Wraps a loaded embedder; `spec` says normalisation and the decode mode (its source is
     /// what the run's definition records).
     pub fn new(mut embedder: Embedder, spec: ModelSpec) -> Self {
-        if spec.fast_decode {
-            embedder.set_preprocess_mode(PreprocessMode::Fast);
-            if !scaled_jpeg_decoding() {
-                tracing::warn!("fast decoding: this build has no scaled JPEG decoder (cargo feature turbojpeg): large images are decoded at full size, then shrunk");
-            }
-        }
+        embedder.set_preprocess_mode(preprocess_mode(&spec));
         Self { embedder, spec }
     }
 
@@ -55,19 +49,7 @@ impl BatchModel for ClipEmbedder {
     }
 
     fn definition(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("source".to_string(), model_id(&self.spec)),
-            ("normalize".to_string(), self.spec.normalize.to_string()),
-            (
-                "decode".to_string(),
-                if self.spec.fast_decode {
-                    "fast"
-                } else {
-                    "exact"
-                }
-                .to_string(),
-            ),
-        ])
+        definition(&self.spec, [("normalize", self.spec.normalize.to_string())])
     }
 
     fn columns(&self) -> Vec<Column> {

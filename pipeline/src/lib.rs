@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 
 pub mod carrier;
+mod checkpoint;
 mod claims;
 mod classify;
 pub mod cpu_pool;
