@@ -18,7 +18,7 @@ ARG UBUNTU_VERSION=ubuntu24.04
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU_VERSION} AS builder
 ARG RUST_VERSION=1.95.0
 # CUDA_COMPUTE_CAP: candle's CUDA kernels are compiled for sm_90 only (H100 / H200).
-# cmake and nasm build libjpeg-turbo (feature turbojpeg: --fast-decode's scaled JPEG decoding,
+# cmake and nasm build libjpeg-turbo (feature turbojpeg, the binaries' default: PIL-exact JPEG pixels,
 # linked statically).
 ENV DEBIAN_FRONTEND=noninteractive \
     RUSTUP_HOME=/usr/local/rustup \
