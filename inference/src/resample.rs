@@ -5,12 +5,16 @@
 //!
 //! Written here because no crate reproduces Pillow exactly: fast_image_resize implements the
 //! same convolution but with 16-bit coefficients (a level off now and then) and runs the
-//! vertical pass first on 8-bit images (with bicubic's negative lobes, the clipping between the
-//! passes then differs by up to 20+ levels on small images). Pillow's published source runs
-//! the horizontal pass first, and so does this. (The Pillow 13.0 wheel was seen to take the
-//! vertical pass first on some shapes: on 1 of the 25 fixture images, 37x101 to 32x87, and
-//! often on random noise; its published source does not explain it, and only values near
-//! bicubic's clipped edges differ there.)
+//! vertical pass first on 8-bit images always (with bicubic's negative lobes, the clipping
+//! between the passes then differs by up to 20+ levels on small images).
+//!
+//! The pass order is Pillow 13's: horizontal first, unless the height shrinks by more than
+//! twice as many pixels as the width does (`in_h - out_h > 2 * (in_w - out_w)`, strictly, and
+//! the height shrinks at all), when the vertical pass runs first over the whole image
+//! ([`vertical_first`]). That rule came with Pillow 13.0 (pull request 9549, "resize vertically
+//! first if height is scaled down significantly more than width"); it was read from the
+//! wheel's `ImagingResample` and confirmed on 3,719 shapes, every one of which only one order
+//! reproduces.
 
 use crate::config::Resample;
 
@@ -206,8 +210,18 @@ fn vertical(src: &[u8], w: usize, offset: usize, c: &Coefficients, dh: usize, ou
     }
 }
 
+/// Whether Pillow 13 runs the vertical pass first for a resize that needs both passes: when
+/// the height shrinks, and by more than twice as many pixels as the width does.
+///
+/// Ties stay horizontal-first (33x57 to 32x55: 2 rows against 2 x 1 column).
+fn vertical_first((w, h): (usize, usize), (dw, dh): (usize, usize)) -> bool {
+    let dy = h as i64 - dh as i64;
+    let dx = w as i64 - dw as i64;
+    dy > 0 && dy > 2 * dx
+}
+
 thread_local! {
-    /// The horizontal pass's output, reused by each two-pass resize on this thread.
+    /// The first pass's output, reused by each two-pass resize on this thread.
     static INTERMEDIATE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -232,13 +246,19 @@ pub(crate) fn resize_rgb8(
         (true, true) => {
             let ch = Coefficients::new(w, dw, resample);
             let cv = Coefficients::new(h, dh, resample);
-            // Horizontal first, on only the rows the vertical pass reads, as Pillow does.
-            let first = cv.start.first().copied().unwrap_or(0);
-            let last = (0..dh).map(|i| cv.start[i] + cv.len[i]).max().unwrap_or(h);
             INTERMEDIATE.with(|tmp| {
                 let mut tmp = tmp.borrow_mut();
-                horizontal(src, w, first..last, &ch, dw, &mut tmp);
-                vertical(&tmp, dw, first, &cv, dh, out);
+                if vertical_first((w, h), (dw, dh)) {
+                    // Every row and column, as Pillow's vertical-first path does.
+                    vertical(src, w, 0, &cv, dh, &mut tmp);
+                    horizontal(&tmp, w, 0..dh, &ch, dw, out);
+                } else {
+                    // Only the rows the vertical pass reads, as Pillow does.
+                    let first = cv.start.first().copied().unwrap_or(0);
+                    let last = (0..dh).map(|i| cv.start[i] + cv.len[i]).max().unwrap_or(h);
+                    horizontal(src, w, first..last, &ch, dw, &mut tmp);
+                    vertical(&tmp, dw, first, &cv, dh, out);
+                }
             });
         }
     }
@@ -260,6 +280,36 @@ mod tests {
                     "{i}->{o} at {x}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn pass_order_is_pillow_13s() {
+        // (in, out, vertical first), as the Pillow 13.0 wheel resizes them.
+        for ((w, h), (dw, dh), v) in [
+            ((37, 101), (32, 87), true),
+            ((37, 101), (32, 90), true),
+            ((37, 101), (32, 91), false), // a tie: 10 rows against 2 x 5 columns
+            ((33, 57), (32, 55), false),  // a tie
+            ((33, 57), (32, 54), true),
+            ((101, 37), (87, 32), false),
+            ((640, 480), (43, 32), false),
+            ((300, 1000), (224, 746), true),
+            ((20, 30), (40, 15), true), // width grows, height shrinks
+            ((20, 30), (40, 45), false),
+        ] {
+            assert_eq!(vertical_first((w, h), (dw, dh)), v, "{w}x{h} -> {dw}x{dh}");
+        }
+    }
+
+    #[test]
+    fn both_orders_keep_sizes_and_flat_images() {
+        let src = vec![200u8; 37 * 101 * 3];
+        let mut out = Vec::new();
+        for (dw, dh) in [(32, 87), (32, 91)] {
+            resize_rgb8(&src, (37, 101), (dw, dh), Resample::Bicubic, &mut out);
+            assert_eq!(out.len(), dw * dh * 3);
+            assert!(out.iter().all(|&v| v == 200));
         }
     }
 

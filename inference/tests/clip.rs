@@ -145,10 +145,6 @@ fn allowed_max(key: &str) -> u8 {
     } else if key == "images/rgb16.png" {
         // PIL keeps the high byte of 16-bit RGB; we round v / 257.
         2
-    } else if key == "clip-images/tall_odd.png" {
-        // Pillow 13 ran the vertical pass first on this shape (see `resample.rs`): bicubic
-        // overshoot clipped in the other order, at a few edge pixels.
-        24
     } else {
         0
     }
