@@ -44,6 +44,15 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// The location's backend was left out of this build: `feature` is the cargo feature of
+    /// the `dataflux` crate that has it (`gcs` for `gs://`, `s3` for `s3://`).
+    #[error("location {url:?} needs the `{feature}` feature of the dataflux crate, which this build was compiled without")]
+    BackendDisabled {
+        /// The URL as given.
+        url: String,
+        /// The missing cargo feature.
+        feature: &'static str,
+    },
     /// The bucket does not exist (permanent: not retried).
     #[error("bucket {bucket:?} not found")]
     BucketNotFound {

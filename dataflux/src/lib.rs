@@ -7,6 +7,16 @@
 //! Every store — GCS through its JSON API, and local directories, memory and S3 through
 //! [`object_store`] — sits behind one trait, [`Store`]; open one from a URL with
 //! [`Location`].
+//!
+//! # Cargo features
+//!
+//! - `gcs` (default): Google Cloud Storage through its JSON API (`gs://`, `store::gcs`).
+//! - `s3` (default): S3 through `object_store`'s `aws` client (`s3://`).
+//! - `testing`: the fault-injecting HTTP proxy of `dataflux::testing`.
+//!
+//! Local directories (`file://`, a bare path) and memory stores (`memory://`) are always
+//! there. A `gs://` or `s3://` location in a build without its feature is refused by
+//! [`Location::parse`] with [`Error::BackendDisabled`], which names the feature.
 
 #![warn(missing_docs)]
 

@@ -1,5 +1,5 @@
-//! Locations as URLs: `gs://bucket/prefix`, `s3://bucket/prefix`, `file:///abs/dir`, a bare
-//! local path, and `memory://name/prefix`.
+//! Locations as URLs: `gs://bucket/prefix` (feature `gcs`), `s3://bucket/prefix` (feature
+//! `s3`), `file:///abs/dir`, a bare local path, and `memory://name/prefix`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,10 @@ use object_store::memory::InMemory;
 
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
+#[cfg(feature = "gcs")]
 use crate::store::gcs::GcsStore;
 use crate::store::generic::GenericStore;
+#[cfg(any(feature = "gcs", feature = "s3"))]
 use crate::store::http::HttpTimeouts;
 use crate::store::retrying::layered;
 use crate::store::Store;
@@ -19,12 +21,13 @@ use crate::store::Store;
 /// Where a location's objects live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// A GCS bucket (JSON API).
+    /// A GCS bucket (JSON API; opened only with feature `gcs`).
     Gcs {
         /// Bucket name.
         bucket: String,
     },
-    /// An S3 bucket (configured from the usual `AWS_*` variables).
+    /// An S3 bucket (configured from the usual `AWS_*` variables; opened only with feature
+    /// `s3`).
     S3 {
         /// Bucket name.
         bucket: String,
@@ -48,9 +51,11 @@ pub enum Backend {
 ///
 /// ```
 /// use dataflux::{Backend, Location};
+/// # #[cfg(feature = "gcs")] {
 /// let l = Location::parse("gs://my-bucket/coco/val").unwrap();
 /// assert_eq!(l.backend, Backend::Gcs { bucket: "my-bucket".into() });
 /// assert_eq!(l.prefix, "coco/val/");
+/// # }
 /// let l = Location::parse("memory://test").unwrap();
 /// assert_eq!((l.backend, l.prefix.as_str()), (Backend::Memory { name: "test".into() }, ""));
 /// assert!(Location::parse("ftp://x/y").is_err());
@@ -81,7 +86,8 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 }
 
 impl Location {
-    /// Parses a URL or a bare local path.
+    /// Parses a URL or a bare local path. A `gs://` or `s3://` URL in a build without the
+    /// backend's feature is an [`Error::BackendDisabled`] naming it.
     pub fn parse(url: &str) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidLocation {
             url: url.to_string(),
@@ -98,6 +104,12 @@ impl Location {
                 prefix: String::new(),
             });
         };
+        if let Some(feature) = missing_feature(scheme) {
+            return Err(Error::BackendDisabled {
+                url: url.to_string(),
+                feature,
+            });
+        }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let backend = match scheme {
             "gs" | "s3" if authority.is_empty() => return Err(invalid("missing bucket name")),
@@ -146,34 +158,17 @@ impl Location {
     }
 
     async fn open_inner(&self, create: bool) -> Result<Arc<dyn Store>> {
-        let timeouts = HttpTimeouts::from_env();
         let store: Arc<dyn Store> = match &self.backend {
-            Backend::Gcs { bucket } => Arc::new(GcsStore::connect_with(bucket, &timeouts).await?),
-            Backend::S3 { bucket } => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env();
-                for (key, value) in timeouts.client_config() {
-                    builder = builder
-                        .with_config(object_store::aws::AmazonS3ConfigKey::Client(key), value);
-                }
-                let s3 = builder
-                    .with_bucket_name(bucket)
-                    .with_http_connector(crate::store::http::RetryAfterConnector)
-                    // Exactly one retry layer: ours (RetryStore), not object_store's too.
-                    .with_retry(object_store::RetryConfig {
-                        max_retries: 0,
-                        ..Default::default()
-                    })
-                    .build()
-                    .map_err(|e| Error::InvalidLocation {
-                        url: self.url.clone(),
-                        reason: e.to_string(),
-                    })?;
-                Arc::new(GenericStore::new(
-                    Arc::new(s3),
-                    format!("s3://{bucket}"),
-                    true,
-                ))
+            #[cfg(feature = "gcs")]
+            Backend::Gcs { bucket } => {
+                Arc::new(GcsStore::connect_with(bucket, &HttpTimeouts::from_env()).await?)
             }
+            #[cfg(feature = "s3")]
+            Backend::S3 { bucket } => Arc::new(open_s3(&self.url, bucket)?),
+            #[cfg(not(feature = "gcs"))]
+            Backend::Gcs { .. } => return Err(self.disabled("gcs")),
+            #[cfg(not(feature = "s3"))]
+            Backend::S3 { .. } => return Err(self.disabled("s3")),
             Backend::Local { root } => Arc::new(open_local(&self.url, root, create)?),
             Backend::Memory { name } => {
                 let inner = memory_stores()
@@ -187,6 +182,51 @@ impl Location {
         };
         Ok(layered(store, RetryPolicy::default()))
     }
+
+    /// The error for a backend this build leaves out.
+    #[cfg(not(all(feature = "gcs", feature = "s3")))]
+    fn disabled(&self, feature: &'static str) -> Error {
+        Error::BackendDisabled {
+            url: self.url.clone(),
+            feature,
+        }
+    }
+}
+
+/// The feature a scheme needs when this build lacks it.
+fn missing_feature(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "gs" if !cfg!(feature = "gcs") => Some("gcs"),
+        "s3" if !cfg!(feature = "s3") => Some("s3"),
+        _ => None,
+    }
+}
+
+/// An S3 bucket from the `AWS_*` variables, with our timeouts and `Retry-After` handling.
+#[cfg(feature = "s3")]
+fn open_s3(url: &str, bucket: &str) -> Result<GenericStore> {
+    let mut builder = object_store::aws::AmazonS3Builder::from_env();
+    for (key, value) in HttpTimeouts::from_env().client_config() {
+        builder = builder.with_config(object_store::aws::AmazonS3ConfigKey::Client(key), value);
+    }
+    let s3 = builder
+        .with_bucket_name(bucket)
+        .with_http_connector(crate::store::http::RetryAfterConnector)
+        // Exactly one retry layer: ours (RetryStore), not object_store's too.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| Error::InvalidLocation {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(GenericStore::new(
+        Arc::new(s3),
+        format!("s3://{bucket}"),
+        true,
+    ))
 }
 
 fn open_local(url: &str, root: &Path, create: bool) -> Result<GenericStore> {
@@ -219,22 +259,28 @@ mod tests {
 
     #[test]
     fn parses_every_scheme() {
-        let l = Location::parse("gs://bkt").unwrap();
-        assert_eq!(
-            l.backend,
-            Backend::Gcs {
-                bucket: "bkt".into()
-            }
-        );
-        assert_eq!(l.prefix, "");
-        let l = Location::parse("s3://bkt/a/b/").unwrap();
-        assert_eq!(
-            l.backend,
-            Backend::S3 {
-                bucket: "bkt".into()
-            }
-        );
-        assert_eq!(l.prefix, "a/b/");
+        #[cfg(feature = "gcs")]
+        {
+            let l = Location::parse("gs://bkt").unwrap();
+            assert_eq!(
+                l.backend,
+                Backend::Gcs {
+                    bucket: "bkt".into()
+                }
+            );
+            assert_eq!(l.prefix, "");
+        }
+        #[cfg(feature = "s3")]
+        {
+            let l = Location::parse("s3://bkt/a/b/").unwrap();
+            assert_eq!(
+                l.backend,
+                Backend::S3 {
+                    bucket: "bkt".into()
+                }
+            );
+            assert_eq!(l.prefix, "a/b/");
+        }
         let l = Location::parse("file:///tmp/x").unwrap();
         assert_eq!(
             l.backend,
@@ -250,12 +296,36 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls_with_reason() {
-        for bad in ["gs://", "gs:///x", "ftp://a/b", "file://host/x", ""] {
+        let mut bad = vec!["ftp://a/b", "file://host/x", ""];
+        if cfg!(feature = "gcs") {
+            bad.extend(["gs://", "gs:///x"]);
+        }
+        for bad in bad {
             let err = Location::parse(bad).unwrap_err();
             assert!(
                 matches!(err, Error::InvalidLocation { ref url, .. } if url == bad),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_backend_left_out_is_named_by_its_feature() {
+        for (url, feature, enabled) in [
+            ("gs://b/x", "gcs", cfg!(feature = "gcs")),
+            ("s3://b/x", "s3", cfg!(feature = "s3")),
+        ] {
+            match Location::parse(url) {
+                Ok(_) => assert!(enabled, "{url}"),
+                Err(err) => {
+                    assert!(!enabled, "{url}: {err}");
+                    assert!(
+                        matches!(err, Error::BackendDisabled { feature: f, .. } if f == feature),
+                        "{err}"
+                    );
+                    assert!(err.to_string().contains(&format!("`{feature}` feature")));
+                }
+            }
         }
     }
 

@@ -83,18 +83,24 @@ impl GenericStore {
 /// failure (`HttpError`: connect, request, timeout, interrupted, a body cut short) is; an
 /// HTTP status is when it is 408, 429 or 5xx. `object_store` does not expose the status of
 /// a failed request as a type outside the crate (its `RetryError` is private), so the status
-/// alone is read from the message (see [`http_status_in`]).
+/// alone is read from the message (see [`http_status_in`]). Without an HTTP client in the
+/// build (feature `s3` off: local and memory stores only) there is no transport failure.
 fn classify(err: &object_store::Error, message: &str) -> (Option<u16>, bool) {
-    use object_store::client::{HttpError, HttpErrorKind};
     let status = http_status_in(message);
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(http) = e.downcast_ref::<HttpError>() {
-            let transient = !matches!(http.kind(), HttpErrorKind::Unknown);
-            return (status, transient || status.is_some_and(status_is_transient));
+    #[cfg(feature = "s3")]
+    {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = source {
+            if let Some(http) = e.downcast_ref::<HttpError>() {
+                let transient = !matches!(http.kind(), HttpErrorKind::Unknown);
+                return (status, transient || status.is_some_and(status_is_transient));
+            }
+            source = e.source();
         }
-        source = e.source();
     }
+    #[cfg(not(feature = "s3"))]
+    let _ = err;
     (status, status.is_some_and(status_is_transient))
 }
 

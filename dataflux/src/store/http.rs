@@ -7,6 +7,9 @@
 //! seconds, so 30 s without a byte means a stalled connection (Google's client libraries use
 //! a 60 s per-request timeout and retry within minutes); 5 minutes bounds one attempt of the
 //! largest request we send (a 32 MiB composite or an 8 MiB range at a few MB/s).
+//!
+//! The GCS client (feature `gcs`) and the S3 client (feature `s3`) each honour `Retry-After`
+//! here; [`HttpTimeouts`] is always available.
 
 use std::time::Duration;
 
@@ -52,7 +55,9 @@ impl HttpTimeouts {
         }
     }
 
-    /// An HTTP client for `gcloud-storage` with these timeouts, honouring `Retry-After`.
+    /// An HTTP client for `gcloud-storage` with these timeouts, honouring `Retry-After`
+    /// (feature `gcs`).
+    #[cfg(feature = "gcs")]
     pub fn gcs_client(&self) -> reqwest::Result<reqwest_middleware::ClientWithMiddleware> {
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect)
@@ -68,7 +73,8 @@ impl HttpTimeouts {
 
     /// These timeouts as `object_store` client settings, to add to a builder's own (a whole
     /// `ClientOptions` would replace what the builder read from the environment, such as
-    /// `AWS_ALLOW_HTTP`).
+    /// `AWS_ALLOW_HTTP`). Feature `s3`.
+    #[cfg(feature = "s3")]
     pub fn client_config(&self) -> [(object_store::ClientConfigKey, String); 3] {
         use object_store::ClientConfigKey as Key;
         let ms = |d: Duration| format!("{}ms", d.as_millis());
@@ -82,17 +88,20 @@ impl HttpTimeouts {
 
 /// The longest `Retry-After` honoured; a longer one is cut to this (the retry layer's
 /// deadline still bounds the operation).
+#[cfg(any(feature = "gcs", feature = "s3"))]
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Hands a 429 or 503 answer carrying `Retry-After: <seconds>` back only after that delay
 /// (at most `cap`), so that the retry layer's next attempt is no sooner than the server asked.
 /// Not a retry layer of its own: it never sends a request again. The GCS client's middleware;
-/// [`RetryAfterConnector`] does the same for `object_store`'s (S3) client.
+/// `RetryAfterConnector` (feature `s3`) does the same for `object_store`'s (S3) client.
+#[cfg(feature = "gcs")]
 #[derive(Debug, Clone, Copy)]
 struct HonourRetryAfter {
     cap: Duration,
 }
 
+#[cfg(feature = "gcs")]
 #[async_trait::async_trait]
 impl reqwest_middleware::Middleware for HonourRetryAfter {
     async fn handle(
@@ -117,9 +126,12 @@ impl reqwest_middleware::Middleware for HonourRetryAfter {
 /// asking for a delay is handed back only after it (at most [`MAX_RETRY_AFTER`]), so that
 /// [`crate::store::retrying::RetryStore`]'s next attempt waits as the server asked.
 /// `object_store` errors carry no headers, so this is the one place that sees them.
+/// Feature `s3`.
+#[cfg(feature = "s3")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RetryAfterConnector;
 
+#[cfg(feature = "s3")]
 impl object_store::client::HttpConnector for RetryAfterConnector {
     fn connect(
         &self,
@@ -133,12 +145,14 @@ impl object_store::client::HttpConnector for RetryAfterConnector {
     }
 }
 
+#[cfg(feature = "s3")]
 #[derive(Debug)]
 struct RetryAfterService {
     inner: object_store::client::HttpClient,
     cap: Duration,
 }
 
+#[cfg(feature = "s3")]
 #[async_trait::async_trait]
 impl object_store::client::HttpService for RetryAfterService {
     async fn call(
@@ -157,23 +171,24 @@ impl object_store::client::HttpService for RetryAfterService {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by GCS and is ignored).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+#[cfg(any(feature = "gcs", feature = "s3"))]
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "gcs", feature = "s3")))]
 mod tests {
     use super::*;
 
     #[test]
     fn retry_after_reads_seconds_only() {
-        let mut h = reqwest::header::HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         assert_eq!(retry_after(&h), None);
-        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(
-            reqwest::header::RETRY_AFTER,
+            http::header::RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), None);

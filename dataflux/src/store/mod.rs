@@ -1,12 +1,13 @@
 //! One trait over every object store `dataflux` reads and writes.
 //!
 //! Generic stores (local files, memory, S3) go through [`object_store`] in
-//! [`generic`]; Google Cloud Storage goes through its JSON API in [`gcs`] because
-//! `object_store`'s GCS client speaks the XML API, which has no end offset, no
+//! [`generic`]; Google Cloud Storage goes through its JSON API in `gcs` (feature `gcs`)
+//! because `object_store`'s GCS client speaks the XML API, which has no end offset, no
 //! generations or CRC32C in listings, and no compose. The rest of the crate only
 //! sees [`Store`].
 
 pub mod counting;
+#[cfg(feature = "gcs")]
 pub mod gcs;
 pub mod generic;
 pub mod hooked;
