@@ -39,7 +39,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg \
- && cargo build --release --locked -p dataflux-distributed --features nccl --bin dataflux-launch \
+ && cargo build --release --locked -p dataflux-distributed --features nccl,launcher --bin dataflux-launch \
  && mkdir -p /out \
  && cp target/release/batch-inference target/release/upload-images target/release/dataflux-launch /out/
 

@@ -6,10 +6,17 @@
 //! - [`Rendezvous`]: a small key-value store over the job's bucket (or a local directory, or
 //!   memory) for one run: rank 0 lists once and shares the listing, ranks exchange the NCCL
 //!   id and gather per-rank summaries.
-//! - [`launch`]: the library behind `dataflux-launch`, which starts one process per GPU.
+//! - `launch` (feature `launcher`): the library behind `dataflux-launch`, which starts one
+//!   process per GPU.
 //! - [`Budget`]: one rank's share of the pod's CPU quota and memory limit.
 //! - `nccl` (feature `nccl`): a NCCL communicator built from the topology and the
 //!   rendezvous.
+//! - [`logs`]: log lines for pods; with feature `cli`, `logs::init` sets them up for a
+//!   binary and `LogFormat` is a clap value.
+//!
+//! The library itself needs neither clap, tracing-subscriber nor nix: features `cli` and
+//! `launcher` bring them, for binaries. Build the launcher with
+//! `cargo build -p dataflux-distributed --features launcher --bin dataflux-launch`.
 //!
 //! Computing this rank's shard of a sorted listing:
 //!
@@ -28,6 +35,7 @@
 
 pub mod budget;
 pub mod error;
+#[cfg(feature = "launcher")]
 pub mod launch;
 pub mod logs;
 #[cfg(feature = "nccl")]

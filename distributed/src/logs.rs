@@ -1,22 +1,29 @@
 //! Log lines for pods: text on a terminal, JSON lines (what Cloud Logging reads: `severity`,
 //! `message`, `timestamp`) otherwise, with the process's context fields (`rank`, `run_id`)
-//! on every line. Every binary of the workspace sets its logs up here.
+//! on every line. Every binary of the workspace sets its logs up here ([`init`], feature
+//! `cli`).
 
 use std::io::IsTerminal;
 use std::str::FromStr;
 use std::sync::RwLock;
 
+#[cfg(feature = "cli")]
 use tracing::field::{Field, Visit};
+#[cfg(feature = "cli")]
 use tracing::{Event, Level, Subscriber};
+#[cfg(feature = "cli")]
 use tracing_subscriber::fmt::format::Writer;
+#[cfg(feature = "cli")]
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+#[cfg(feature = "cli")]
 use tracing_subscriber::registry::LookupSpan;
 
 /// The variable that chooses the format when no flag does.
 pub const LOG_FORMAT_ENV: &str = "DATAFLUX_LOG_FORMAT";
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How log lines look (a clap value with feature `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum LogFormat {
     /// Text for a person.
     Text,
@@ -96,7 +103,8 @@ pub fn set_field(key: &'static str, value: impl Into<serde_json::Value>) {
 }
 
 /// Sends `tracing` events to stderr in `format`, filtered by `RUST_LOG`, else at
-/// `default_level`.
+/// `default_level` (feature `cli`).
+#[cfg(feature = "cli")]
 pub fn init(default_level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -110,14 +118,17 @@ pub fn init(default_level: &str, format: LogFormat) {
         .try_init();
 }
 
+#[cfg(feature = "cli")]
 /// The one event format, text or JSON.
 struct Lines {
     json: bool,
 }
 
+#[cfg(feature = "cli")]
 #[derive(Default)]
 struct Fields(serde_json::Map<String, serde_json::Value>);
 
+#[cfg(feature = "cli")]
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0
@@ -140,6 +151,7 @@ impl Visit for Fields {
     }
 }
 
+#[cfg(feature = "cli")]
 /// Cloud Logging's severity names.
 fn severity(level: &Level) -> &'static str {
     match *level {
@@ -150,6 +162,7 @@ fn severity(level: &Level) -> &'static str {
     }
 }
 
+#[cfg(feature = "cli")]
 impl<S, N> FormatEvent<S, N> for Lines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -194,6 +207,7 @@ where
     }
 }
 
+#[cfg(feature = "cli")]
 fn plain(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -211,6 +225,11 @@ mod tests {
         assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
         assert!("xml".parse::<LogFormat>().is_err());
         assert_ne!(LogFormat::Auto.resolved(), LogFormat::Auto);
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn severities_are_cloud_loggings() {
         assert_eq!(severity(&Level::WARN), "WARNING");
     }
 

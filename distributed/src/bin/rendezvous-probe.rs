@@ -7,40 +7,72 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
-use clap::Parser;
 use dataflux_distributed::{Rendezvous, RendezvousOptions, Topology};
 
-/// Arguments of the probe.
-#[derive(Debug, Parser)]
+/// Arguments of the probe (`--name value` pairs; the library has no CLI parser, and a test
+/// helper needs none).
+#[derive(Debug)]
 struct Args {
-    /// Location of the rendezvous (`gs://…`, `file:///…`).
-    #[arg(long)]
+    /// Location of the rendezvous (`gs://…`, `file:///…`): `--url`.
     url: String,
-    /// Run id.
-    #[arg(long)]
+    /// Run id: `--run-id`.
     run_id: String,
-    /// Timeout for every wait, in milliseconds.
-    #[arg(long, default_value_t = 20_000)]
+    /// Timeout for every wait, in milliseconds: `--timeout-ms` (20,000).
     timeout_ms: u64,
-    /// Exit with code 3 after this step (`gather`), as a crashing rank would.
-    #[arg(long)]
+    /// Exit with code 3 after this step (`gather`), as a crashing rank would: `--crash-after`.
     crash_after: Option<String>,
-    /// Which attempt of this rank this is (put into the values it writes).
-    #[arg(long, default_value_t = 0)]
+    /// Which attempt of this rank this is (put into the values it writes): `--attempt` (0).
     attempt: u32,
+}
+
+impl Args {
+    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Self, String> {
+        let (mut url, mut run_id, mut crash_after) = (None, None, None);
+        let (mut timeout_ms, mut attempt) = (20_000, 0);
+        while let Some(flag) = argv.next() {
+            let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--url" => url = Some(value),
+                "--run-id" => run_id = Some(value),
+                "--timeout-ms" => timeout_ms = number(&flag, &value)?,
+                "--crash-after" => crash_after = Some(value),
+                "--attempt" => attempt = number(&flag, &value)?,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Self {
+            url: url.ok_or("--url is required")?,
+            run_id: run_id.ok_or("--run-id is required")?,
+            timeout_ms,
+            crash_after,
+            attempt,
+        })
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag} {value}: not a number"))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if let Err(e) = run(Args::parse()).await {
-        eprintln!("error: {e:#}");
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args).await {
+        eprintln!("error: {e}");
         std::process::exit(2);
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let topology = Topology::from_env()?;
     let (rank, world) = (topology.rank, topology.world_size);
     let rdzv = Rendezvous::open(&args.url, &args.run_id, &topology)
@@ -75,6 +107,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "gather": gathered.iter().map(text).collect::<Vec<_>>(),
     });
     println!("{line}");
-    rdzv.finish().await.context("finish")?;
+    rdzv.finish().await.map_err(|e| format!("finish: {e}"))?;
     Ok(())
 }
