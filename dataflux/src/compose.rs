@@ -69,6 +69,70 @@ impl Default for FetchOptions {
     }
 }
 
+/// Chainable setters, one per field: callers build it as `FetchOptions::default().with_…(…)`, so
+/// that new fields do not break them.
+impl FetchOptions {
+    /// Sets [`compose`](Self::compose): use compose where the store has it.
+    #[must_use]
+    pub fn with_compose(mut self, compose: bool) -> Self {
+        self.compose = compose;
+        self
+    }
+
+    /// Sets [`max_objects_per_compose`](Self::max_objects_per_compose): sources per composite (at
+    /// most 32).
+    #[must_use]
+    pub fn with_max_objects_per_compose(mut self, max_objects_per_compose: usize) -> Self {
+        self.max_objects_per_compose = max_objects_per_compose;
+        self
+    }
+
+    /// Sets [`max_composite_bytes`](Self::max_composite_bytes): no composite is larger than this.
+    #[must_use]
+    pub fn with_max_composite_bytes(mut self, max_composite_bytes: u64) -> Self {
+        self.max_composite_bytes = max_composite_bytes;
+        self
+    }
+
+    /// Sets [`temp_prefix`](Self::temp_prefix): prefix of temporary objects (folder form), excluded
+    /// from listings.
+    #[must_use]
+    pub fn with_temp_prefix(mut self, temp_prefix: impl Into<String>) -> Self {
+        self.temp_prefix = temp_prefix.into();
+        self
+    }
+
+    /// Sets [`run_id`](Self::run_id): this run's id.
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// Sets [`concurrency`](Self::concurrency): concurrent individual GETs within a group.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets [`range_chunk_bytes`](Self::range_chunk_bytes): part size for ranged GETs of objects
+    /// larger than `max_composite_bytes`.
+    #[must_use]
+    pub fn with_range_chunk_bytes(mut self, range_chunk_bytes: u64) -> Self {
+        self.range_chunk_bytes = range_chunk_bytes;
+        self
+    }
+
+    /// Sets [`max_object_bytes`](Self::max_object_bytes): objects larger than this are refused
+    /// before download ([`Error::TooLarge`]).
+    #[must_use]
+    pub fn with_max_object_bytes(mut self, max_object_bytes: u64) -> Self {
+        self.max_object_bytes = max_object_bytes;
+        self
+    }
+}
+
 /// Groups `objects` in order: at most `max_objects` per group, and a group's total stays
 /// within `max_bytes` (checked before adding); an object larger than `max_bytes` is a group
 /// of its own.

@@ -40,6 +40,39 @@ impl Default for DatasetConfig {
     }
 }
 
+/// Chainable setters, one per field: callers build it as `DatasetConfig::default().with_…(…)`, so
+/// that new fields do not break them.
+impl DatasetConfig {
+    /// Sets [`list`](Self::list): listing options.
+    #[must_use]
+    pub fn with_list(mut self, list: ListOptions) -> Self {
+        self.list = list;
+        self
+    }
+
+    /// Sets [`fetch`](Self::fetch): fetch options (compose, caps, temporary prefix, run id).
+    #[must_use]
+    pub fn with_fetch(mut self, fetch: FetchOptions) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
+    /// Sets [`concurrency`](Self::concurrency): groups fetched at once by [`Dataset::stream`].
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets [`prefetch_bytes`](Self::prefetch_bytes): bytes fetched ahead of the consumer by
+    /// [`Dataset::stream`] at most.
+    #[must_use]
+    pub fn with_prefetch_bytes(mut self, prefetch_bytes: u64) -> Self {
+        self.prefetch_bytes = prefetch_bytes;
+        self
+    }
+}
+
 /// One streamed object: its position in the dataset, its listing entry and its bytes (or
 /// why they could not be had).
 #[derive(Debug)]

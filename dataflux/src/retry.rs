@@ -11,6 +11,7 @@ use crate::stats::Stats;
 
 /// How transient failures are retried. Permanent failures are returned at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 disables retries).
     pub max_attempts: u32,
@@ -37,6 +38,47 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Chainable setters, one per field: callers build it as `RetryPolicy::default().with_…(…)`, so
+/// that new fields do not break them.
+impl RetryPolicy {
+    /// Sets [`max_attempts`](Self::max_attempts): attempts in all, the first included (1 disables
+    /// retries).
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets [`deadline`](Self::deadline): no retry starts later than this after the operation's
+    /// first attempt.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets [`initial_backoff`](Self::initial_backoff): upper bound of the first wait.
+    #[must_use]
+    pub fn with_initial_backoff(mut self, initial_backoff: Duration) -> Self {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// Sets [`max_backoff`](Self::max_backoff): upper bound of any wait.
+    #[must_use]
+    pub fn with_max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// Sets [`multiplier`](Self::multiplier): growth of the bound per attempt.
+    #[must_use]
+    pub fn with_multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = multiplier;
+        self
+    }
+}
+
 impl RetryPolicy {
     /// The wait before retry number `retry` (0-based): uniform in `[0, bound]` ("full jitter").
     pub fn backoff(&self, retry: u32) -> Duration {
@@ -55,7 +97,7 @@ impl RetryPolicy {
     /// use std::sync::atomic::{AtomicU32, Ordering};
     /// let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     /// let calls = AtomicU32::new(0);
-    /// let policy = RetryPolicy { initial_backoff: std::time::Duration::ZERO, ..Default::default() };
+    /// let policy = RetryPolicy::default().with_initial_backoff(std::time::Duration::ZERO);
     /// let out = rt.block_on(policy.run(&Stats::default(), || async {
     ///     if calls.fetch_add(1, Ordering::SeqCst) < 2 {
     ///         Err(Error::Request { operation: Operation::Get, location: "gs://b/o".into(),

@@ -21,25 +21,16 @@ fn names(n: usize) -> Vec<String> {
 }
 
 fn quick_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 2,
-        initial_backoff: Duration::from_millis(5),
-        ..Default::default()
-    }
+    RetryPolicy::default()
+        .with_max_attempts(2)
+        .with_initial_backoff(Duration::from_millis(5))
 }
 
 async fn dataset(store: Arc<dyn Store>, fetch: FetchOptions) -> Dataset {
     let listing = list(&store, "imgs/", &ListOptions::default())
         .await
         .expect("list");
-    Dataset::from_listing(
-        store,
-        listing,
-        DatasetConfig {
-            fetch,
-            ..Default::default()
-        },
-    )
+    Dataset::from_listing(store, listing, DatasetConfig::default().with_fetch(fetch))
 }
 
 async fn temporaries(store: &Arc<dyn Store>) -> usize {
@@ -97,11 +88,9 @@ async fn size_cap_splits_groups_and_big_objects_use_ranged_gets() {
         .await
         .expect("put");
     // Each small object is 13..=39 bytes; a cap of 60 holds two of them at most.
-    let fetch = FetchOptions {
-        max_composite_bytes: 60,
-        range_chunk_bytes: 4096,
-        ..Default::default()
-    };
+    let fetch = FetchOptions::default()
+        .with_max_composite_bytes(60)
+        .with_range_chunk_bytes(4096);
     let ds = dataset(store.clone(), fetch).await;
     let groups = ds.fetcher().plan(ds.objects());
     for g in &groups {
@@ -186,14 +175,7 @@ async fn sweep_and_stale_cleanup_remove_leftovers() {
     let Some(store) = gcs_store("compose-sweep").await else {
         return;
     };
-    let ds = dataset(
-        store.clone(),
-        FetchOptions {
-            run_id: "run-a".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let ds = dataset(store.clone(), FetchOptions::default().with_run_id("run-a")).await;
     for name in [
         "dataflux-tmp/run-a/1-0-0123456789ab",
         "dataflux-tmp/run-a/2-0-0123456789ab",
@@ -303,15 +285,10 @@ async fn stream_is_ordered_resumable_and_bounded() {
         let listing = list(&store, "imgs/", &ListOptions::default())
             .await
             .expect("list");
-        let config = DatasetConfig {
-            concurrency: 8,
-            prefetch_bytes: 2048,
-            fetch: FetchOptions {
-                max_composite_bytes: 200,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let config = DatasetConfig::default()
+            .with_concurrency(8)
+            .with_prefetch_bytes(2048)
+            .with_fetch(FetchOptions::default().with_max_composite_bytes(200));
         let ds = Dataset::from_listing(store.clone(), listing, config);
         let mut stream = Box::pin(ds.stream(ds.start()).expect("stream"));
         let mut seen = Vec::new();
@@ -444,11 +421,9 @@ async fn zero_byte_objects_come_back_through_every_path() {
     let n = bodies.len();
     for compose in [true, false] {
         for max_objects in [32, 5] {
-            let fetch = FetchOptions {
-                compose,
-                max_objects_per_compose: max_objects,
-                ..Default::default()
-            };
+            let fetch = FetchOptions::default()
+                .with_compose(compose)
+                .with_max_objects_per_compose(max_objects);
             let ds = dataset_of(&store, &bodies, fetch).await;
             let got = ds
                 .get_many(&(0..n).collect::<Vec<_>>())
@@ -502,10 +477,7 @@ async fn exactly_32_objects_take_one_compose_and_33_take_two() {
         assert_eq!(ds.fetcher().plan(&ds.objects()[..n]).len(), groups);
     }
     // Groups of exactly 32 sources compose on the server (the GCS limit, not above it).
-    let two_groups = FetchOptions {
-        max_objects_per_compose: 32,
-        ..Default::default()
-    };
+    let two_groups = FetchOptions::default().with_max_objects_per_compose(32);
     let ds = dataset_of(
         &store,
         &(0..64).map(|i| body(i, 10)).collect::<Vec<_>>(),
@@ -576,10 +548,7 @@ async fn a_stream_dropped_half_way_leaves_no_temporaries() {
         return;
     };
     let bodies: Vec<Vec<u8>> = (0..400).map(|i| body(i, 200)).collect();
-    let fetch = FetchOptions {
-        max_objects_per_compose: 8,
-        ..Default::default()
-    };
+    let fetch = FetchOptions::default().with_max_objects_per_compose(8);
     let ds = dataset_of(&store, &bodies, fetch).await;
     for take in [1, 5, 37] {
         let mut stream = Box::pin(ds.stream(ds.start()).expect("stream"));

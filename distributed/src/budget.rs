@@ -13,8 +13,10 @@ pub const MIN_PREFETCH_BYTES: u64 = 16 * 1024 * 1024;
 /// the model, decoded batches, and the allocator's slack).
 pub const PREFETCH_SHARE: f64 = 0.125;
 
-/// One rank's share of the process's resources.
+/// One rank's share of the process's resources: computed by [`Budget::detect`] or
+/// [`Budget::from_limits`]; a caller may override the shares with the `with_…` setters.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Budget {
     /// CPUs the process may use in all (the cgroup quota, else the cores it sees).
     pub cpus: f64,
@@ -70,6 +72,39 @@ impl Budget {
             async_workers: (share.ceil() as usize).clamp(2, 8),
             prefetch_bytes,
         }
+    }
+}
+
+impl Default for Budget {
+    /// One rank with one CPU and no memory limit: [`Budget::from_limits`]`(1.0, None, 1)`.
+    fn default() -> Self {
+        Self::from_limits(1.0, None, 1)
+    }
+}
+
+/// Chainable setters for the shares, to override what was computed:
+/// `Budget::detect(8).with_decode_threads(4)`.
+impl Budget {
+    /// Sets [`decode_threads`](Self::decode_threads): decode threads for this rank.
+    #[must_use]
+    pub fn with_decode_threads(mut self, decode_threads: usize) -> Self {
+        self.decode_threads = decode_threads;
+        self
+    }
+
+    /// Sets [`async_workers`](Self::async_workers): async runtime workers for this rank (I/O: a few
+    /// are plenty).
+    #[must_use]
+    pub fn with_async_workers(mut self, async_workers: usize) -> Self {
+        self.async_workers = async_workers;
+        self
+    }
+
+    /// Sets [`prefetch_bytes`](Self::prefetch_bytes): prefetch window for this rank.
+    #[must_use]
+    pub fn with_prefetch_bytes(mut self, prefetch_bytes: u64) -> Self {
+        self.prefetch_bytes = prefetch_bytes;
+        self
     }
 }
 

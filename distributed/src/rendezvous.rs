@@ -57,6 +57,7 @@ const MAX_NAME: usize = 200;
 
 /// Timeouts and polling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RendezvousOptions {
     /// How long `wait`, `barrier`, `all_gather` and `finish` wait before giving up.
     pub timeout: Duration,
@@ -75,6 +76,33 @@ impl Default for RendezvousOptions {
             poll_initial: Duration::from_millis(50),
             poll_max: Duration::from_secs(2),
         }
+    }
+}
+
+/// Chainable setters, one per field: callers build it as
+/// `RendezvousOptions::default().with_…(…)`, so that new fields do not break them.
+impl RendezvousOptions {
+    /// Sets [`timeout`](Self::timeout): how long `wait`, `barrier`, `all_gather` and `finish` wait
+    /// before giving up.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`poll_initial`](Self::poll_initial): first pause between polls.
+    #[must_use]
+    pub fn with_poll_initial(mut self, poll_initial: Duration) -> Self {
+        self.poll_initial = poll_initial;
+        self
+    }
+
+    /// Sets [`poll_max`](Self::poll_max): longest pause between polls (the pause grows by half each
+    /// time, plus up to 25 % jitter so that ranks do not poll in lockstep).
+    #[must_use]
+    pub fn with_poll_max(mut self, poll_max: Duration) -> Self {
+        self.poll_max = poll_max;
+        self
     }
 }
 

@@ -50,11 +50,9 @@ fn s3_bucket_through(proxy: &FaultProxy, bucket: &str) -> Arc<dyn Store> {
             max_retries: 0,
             ..Default::default()
         });
-    let timeouts = HttpTimeouts {
-        idle: Duration::from_secs(1),
-        attempt: Duration::from_secs(3),
-        ..Default::default()
-    };
+    let timeouts = HttpTimeouts::default()
+        .with_idle(Duration::from_secs(1))
+        .with_attempt(Duration::from_secs(3));
     for (key, value) in timeouts.client_config() {
         builder = builder.with_config(object_store::aws::AmazonS3ConfigKey::Client(key), value);
     }
@@ -111,13 +109,11 @@ async fn gcs_failures_are_typed_and_transient() {
     let config = gcloud_storage::client::ClientConfig {
         storage_endpoint: busy.url(),
         http: Some(
-            HttpTimeouts {
-                idle: Duration::from_secs(1),
-                attempt: Duration::from_secs(3),
-                ..Default::default()
-            }
-            .gcs_client()
-            .unwrap(),
+            HttpTimeouts::default()
+                .with_idle(Duration::from_secs(1))
+                .with_attempt(Duration::from_secs(3))
+                .gcs_client()
+                .unwrap(),
         ),
         ..Default::default()
     }

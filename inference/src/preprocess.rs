@@ -39,6 +39,7 @@ use crate::simd::simd_dispatch;
 
 /// Limits that refuse decompression bombs before they are decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DecodeLimits {
     /// Largest accepted width in pixels.
     pub max_width: u32,
@@ -59,6 +60,40 @@ impl Default for DecodeLimits {
             max_pixels: 89_478_485,
             max_alloc_bytes: 1 << 30,
         }
+    }
+}
+
+/// Chainable setters, one per field: callers build it as `DecodeLimits::default().with_…(…)`, so
+/// that new fields do not break them.
+impl DecodeLimits {
+    /// Sets [`max_width`](Self::max_width): largest accepted width in pixels.
+    #[must_use]
+    pub fn with_max_width(mut self, max_width: u32) -> Self {
+        self.max_width = max_width;
+        self
+    }
+
+    /// Sets [`max_height`](Self::max_height): largest accepted height in pixels.
+    #[must_use]
+    pub fn with_max_height(mut self, max_height: u32) -> Self {
+        self.max_height = max_height;
+        self
+    }
+
+    /// Sets [`max_pixels`](Self::max_pixels): largest accepted `width * height` (PIL refuses above
+    /// 2 × 89,478,485; we use PIL's warning threshold, 89,478,485, as the refusal point).
+    #[must_use]
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// Sets [`max_alloc_bytes`](Self::max_alloc_bytes): largest single allocation the decoder may
+    /// make, in bytes.
+    #[must_use]
+    pub fn with_max_alloc_bytes(mut self, max_alloc_bytes: u64) -> Self {
+        self.max_alloc_bytes = max_alloc_bytes;
+        self
     }
 }
 

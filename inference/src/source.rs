@@ -76,6 +76,7 @@ impl std::fmt::Display for ModelSource {
 /// How to reach the hub. `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT` and `HF_TOKEN` are read by
 /// `hf-hub` itself when the fields here are `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// Never use the network: files must be in the cache. [`LoadOptions::from_env`] sets it from
     /// `HF_HUB_OFFLINE` (which hf-hub 1.0 ignores).
@@ -93,16 +94,55 @@ pub struct LoadOptions {
     pub token: Option<String>,
 }
 
+/// Chainable setters, one per field: callers build it as `LoadOptions::default().with_…(…)`, so
+/// that new fields do not break them.
+impl LoadOptions {
+    /// Sets [`offline`](Self::offline): never use the network.
+    #[must_use]
+    pub fn with_offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
+    }
+
+    /// Sets [`refresh`](Self::refresh): always ask the hub for the current revision, even when the
+    /// cache has the files.
+    #[must_use]
+    pub fn with_refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// Sets [`cache_dir`](Self::cache_dir): cache directory (default: `HF_HUB_CACHE`, else
+    /// `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+    #[must_use]
+    pub fn with_cache_dir(mut self, cache_dir: Option<PathBuf>) -> Self {
+        self.cache_dir = cache_dir;
+        self
+    }
+
+    /// Sets [`endpoint`](Self::endpoint): hub URL (default: `HF_ENDPOINT`, else
+    /// `https://huggingface.co`).
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Sets [`token`](Self::token): access token (default: `HF_TOKEN` or the token file).
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+}
+
 impl LoadOptions {
     /// Defaults, with `offline` set when `HF_HUB_OFFLINE` is `1`, `true`, `yes` or `on`.
     pub fn from_env() -> Self {
         let offline = std::env::var("HF_HUB_OFFLINE")
             .map(|v| is_truthy(&v))
             .unwrap_or(false);
-        LoadOptions {
-            offline,
-            ..Default::default()
-        }
+        LoadOptions::default().with_offline(offline)
     }
 }
 

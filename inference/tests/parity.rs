@@ -304,12 +304,10 @@ fn typed_load_errors() -> TestResult {
 #[test]
 fn offline_hub_load_without_cache_fails_fast() -> TestResult {
     let cache = tempfile::tempdir()?;
-    let options = LoadOptions {
-        offline: true,
-        cache_dir: Some(cache.path().to_path_buf()),
-        endpoint: Some("http://127.0.0.1:9".into()),
-        ..Default::default()
-    };
+    let options = LoadOptions::default()
+        .with_offline(true)
+        .with_cache_dir(Some(cache.path().to_path_buf()))
+        .with_endpoint(Some("http://127.0.0.1:9".into()));
     let source = ModelSource::Hub {
         repo: "google/vit-base-patch16-224".into(),
         revision: None,
@@ -334,12 +332,10 @@ fn hub_cache_layout_is_used_offline() -> TestResult {
     let snapshot = repo.join("snapshots").join(commit);
     std::fs::create_dir_all(&snapshot)?;
     copy_model(&snapshot)?;
-    let options = LoadOptions {
-        offline: true,
-        cache_dir: Some(cache.path().to_path_buf()),
-        endpoint: Some("http://127.0.0.1:9".into()),
-        ..Default::default()
-    };
+    let options = LoadOptions::default()
+        .with_offline(true)
+        .with_cache_dir(Some(cache.path().to_path_buf()))
+        .with_endpoint(Some("http://127.0.0.1:9".into()));
     let source: ModelSource = "google/vit-tiny".parse()?;
     let classifier = Classifier::load_blocking(&source, &options, DeviceSpec::Cpu, None)?;
     assert_eq!(classifier.labels().len(), 10);

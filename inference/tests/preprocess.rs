@@ -68,10 +68,9 @@ fn decompression_bomb_is_refused_by_header() {
         }
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    let small = p.clone().with_limits(DecodeLimits {
-        max_width: 100,
-        ..DecodeLimits::default()
-    });
+    let small = p
+        .clone()
+        .with_limits(DecodeLimits::default().with_max_width(100));
     assert!(matches!(
         small.preprocess(&png_header(101, 10)),
         Err(PreprocessError::TooLarge {
@@ -83,10 +82,8 @@ fn decompression_bomb_is_refused_by_header() {
 
 #[test]
 fn allocation_limit_is_typed() -> TestResult {
-    let p = Preprocessor::new(PreprocessorConfig::square(32)).with_limits(DecodeLimits {
-        max_alloc_bytes: 1000,
-        ..DecodeLimits::default()
-    });
+    let p = Preprocessor::new(PreprocessorConfig::square(32))
+        .with_limits(DecodeLimits::default().with_max_alloc_bytes(1000));
     let err = p.preprocess(&jpeg(64, 64)?).err();
     assert_eq!(err.as_ref().map(|e| e.kind()), Some("too_large"), "{err:?}");
     Ok(())
@@ -213,19 +210,17 @@ fn fast_mode_keeps_errors_and_limits_of_exact_mode() -> TestResult {
         Some("decode")
     );
     // The allocation limit gives exact mode's error too.
-    let tight = fast.clone().with_limits(DecodeLimits {
-        max_alloc_bytes: 1000,
-        ..DecodeLimits::default()
-    });
+    let tight = fast
+        .clone()
+        .with_limits(DecodeLimits::default().with_max_alloc_bytes(1000));
     assert_eq!(
         tight.preprocess(&j).err().map(|e| e.kind()),
         Some("too_large")
     );
     // The header is checked against the limits before anything is decoded.
-    let small = fast.clone().with_limits(DecodeLimits {
-        max_width: 639,
-        ..DecodeLimits::default()
-    });
+    let small = fast
+        .clone()
+        .with_limits(DecodeLimits::default().with_max_width(639));
     assert!(matches!(
         small.preprocess(&j),
         Err(PreprocessError::TooLarge {

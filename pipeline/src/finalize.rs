@@ -237,11 +237,9 @@ impl Finalizer<'_> {
         let mut removed = a + b + c;
         let sweeper = Fetcher::new(
             self.input.clone(),
-            FetchOptions {
-                temp_prefix: self.temp_prefix.to_string(),
-                run_id: self.layout.run_id.clone(),
-                ..Default::default()
-            },
+            FetchOptions::default()
+                .with_temp_prefix(self.temp_prefix)
+                .with_run_id(self.layout.run_id.clone()),
         );
         removed += with_deadline(self.deadline, "sweeping the run's composites", || {
             sweeper.sweep()

@@ -163,23 +163,19 @@ impl Job {
         let temp_prefix = ListOptions::default().temp_prefix;
         let fetcher = Arc::new(Fetcher::new(
             input.clone(),
-            FetchOptions {
-                compose: spec.compose,
-                max_composite_bytes: spec.max_composite_bytes,
+            FetchOptions::default()
+                .with_compose(spec.compose)
+                .with_max_composite_bytes(spec.max_composite_bytes)
                 // A group never exceeds the prefetch window.
-                max_object_bytes: spec.max_object_bytes.min(spec.prefetch_bytes),
-                temp_prefix: temp_prefix.clone(),
+                .with_max_object_bytes(spec.max_object_bytes.min(spec.prefetch_bytes))
+                .with_temp_prefix(temp_prefix.clone())
                 // Per process: a zombie never sweeps the live process's composites.
-                run_id: format!("{run_id}/{}", claims.holder()),
-                concurrency: spec.concurrency,
-                ..Default::default()
-            },
+                .with_run_id(format!("{run_id}/{}", claims.holder()))
+                .with_concurrency(spec.concurrency),
         ));
-        let dataset_config = DatasetConfig {
-            concurrency: spec.concurrency,
-            prefetch_bytes: spec.prefetch_bytes,
-            ..Default::default()
-        };
+        let dataset_config = DatasetConfig::default()
+            .with_concurrency(spec.concurrency)
+            .with_prefetch_bytes(spec.prefetch_bytes);
         tracing::info!(
             chunks = index.chunks(),
             images = index.count,

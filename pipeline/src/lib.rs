@@ -55,12 +55,10 @@
 //! }
 //! store.put("imgs/notes.txt", Bytes::from_static(b"not an image"), PutMode::Overwrite).await.unwrap();
 //!
-//! let spec = JobSpec {
-//!     input: Location::parse("memory://doc/imgs").unwrap(),
-//!     output: Location::parse("memory://doc/out").unwrap(),
-//!     run_id: Some("colours".into()),
-//!     ..JobSpec::default()
-//! };
+//! let spec = JobSpec::default()
+//!     .with_input(Location::parse("memory://doc/imgs").unwrap())
+//!     .with_output(Location::parse("memory://doc/out").unwrap())
+//!     .with_run_id(Some("colours".into()));
 //! let outcome = Job::run(&spec, Arc::new(MeanColour), &Topology::single(), Default::default()).await.unwrap();
 //! assert!(matches!(outcome, Outcome::Finished(ref f) if f.has_bad_inputs()));
 //! let csv = store.get("out/results_colours_shard_0.csv", None).await.unwrap();

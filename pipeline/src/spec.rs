@@ -111,6 +111,7 @@ impl Task {
 /// [`crate::VitClassifier`]; a user's own model may ignore it). Its [`Default`] is
 /// [`JobSpec::default`]'s.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ModelSpec {
     /// Hub repository or local directory (unused when `remote` is set).
     pub source: ModelSource,
@@ -138,6 +139,85 @@ pub struct ModelSpec {
 impl Default for ModelSpec {
     fn default() -> Self {
         JobSpec::default().model
+    }
+}
+
+/// Chainable setters, one per field: callers build it as `ModelSpec::default().with_…(…)`, so
+/// that new fields do not break them.
+impl ModelSpec {
+    /// Sets [`source`](Self::source): hub repository or local directory (unused when `remote` is
+    /// set).
+    #[must_use]
+    pub fn with_source(mut self, source: ModelSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets [`remote`](Self::remote): a checkpoint in a bucket (`gs://`, `s3://`, `file://`,
+    /// `memory://`), fetched once per node into [`cache`](Self::cache).
+    #[must_use]
+    pub fn with_remote(mut self, remote: Option<Location>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// Sets [`cache`](Self::cache): the node's cache for `remote` checkpoints (`None`:
+    /// [`crate::model_cache::default_cache_dir`]).
+    #[must_use]
+    pub fn with_cache(mut self, cache: Option<std::path::PathBuf>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Sets [`device`](Self::device): where to run it.
+    #[must_use]
+    pub fn with_device(mut self, device: DeviceSpec) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets [`dtype`](Self::dtype): compute precision (`None`: f32 on CPU, bf16 on CUDA).
+    #[must_use]
+    pub fn with_dtype(mut self, dtype: Option<DType>) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Sets [`task`](Self::task): what to compute.
+    #[must_use]
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.task = task;
+        self
+    }
+
+    /// Sets [`top_k`](Self::top_k): predictions per image (classification).
+    #[must_use]
+    pub fn with_top_k(mut self, top_k: usize) -> Self {
+        self.top_k = top_k;
+        self
+    }
+
+    /// Sets [`normalize`](Self::normalize): L2-normalise embeddings (embeddings; `false` keeps the
+    /// raw projection).
+    #[must_use]
+    pub fn with_normalize(mut self, normalize: bool) -> Self {
+        self.normalize = normalize;
+        self
+    }
+
+    /// Sets [`fast_decode`](Self::fast_decode): reduced-scale JPEG decoding (faster, pixels
+    /// slightly different).
+    #[must_use]
+    pub fn with_fast_decode(mut self, fast_decode: bool) -> Self {
+        self.fast_decode = fast_decode;
+        self
+    }
+
+    /// Sets [`offline`](Self::offline): never download: use the hub cache or a local directory.
+    #[must_use]
+    pub fn with_offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 }
 
@@ -226,6 +306,159 @@ impl Default for JobSpec {
             wait_timeout: Duration::from_secs(3600),
             batch_delay: Duration::ZERO,
         }
+    }
+}
+
+/// Chainable setters, one per field: callers build it as `JobSpec::default().with_…(…)`, so
+/// that new fields do not break them.
+impl JobSpec {
+    /// Sets [`input`](Self::input): the images: `gs://`, `s3://`, `file://`, a local path or
+    /// `memory://`, with a prefix.
+    #[must_use]
+    pub fn with_input(mut self, input: Location) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Sets [`output`](Self::output): where results go (same kinds).
+    #[must_use]
+    pub fn with_output(mut self, output: Location) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Sets [`run_id`](Self::run_id): the run id (`None`: derived from what defines the results).
+    #[must_use]
+    pub fn with_run_id(mut self, run_id: Option<String>) -> Self {
+        self.run_id = run_id;
+        self
+    }
+
+    /// Sets [`format`](Self::format): result format.
+    #[must_use]
+    pub fn with_format(mut self, format: OutputFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets [`model`](Self::model): the checkpoint.
+    #[must_use]
+    pub fn with_model(mut self, model: ModelSpec) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// Sets [`chunk_size`](Self::chunk_size): images per chunk.
+    #[must_use]
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Sets [`batch_size`](Self::batch_size): images per forward pass.
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets [`concurrency`](Self::concurrency): concurrent fetches.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets [`prefetch_bytes`](Self::prefetch_bytes): bytes fetched ahead of decoding at most.
+    #[must_use]
+    pub fn with_prefetch_bytes(mut self, prefetch_bytes: u64) -> Self {
+        self.prefetch_bytes = prefetch_bytes;
+        self
+    }
+
+    /// Sets [`compose`](Self::compose): composed download (GCS).
+    #[must_use]
+    pub fn with_compose(mut self, compose: bool) -> Self {
+        self.compose = compose;
+        self
+    }
+
+    /// Sets [`max_composite_bytes`](Self::max_composite_bytes): largest temporary composite.
+    #[must_use]
+    pub fn with_max_composite_bytes(mut self, max_composite_bytes: u64) -> Self {
+        self.max_composite_bytes = max_composite_bytes;
+        self
+    }
+
+    /// Sets [`max_object_bytes`](Self::max_object_bytes): objects larger than this get an error row
+    /// `too_large` without being downloaded.
+    #[must_use]
+    pub fn with_max_object_bytes(mut self, max_object_bytes: u64) -> Self {
+        self.max_object_bytes = max_object_bytes;
+        self
+    }
+
+    /// Sets [`decode_threads`](Self::decode_threads): decode threads (0: every core).
+    #[must_use]
+    pub fn with_decode_threads(mut self, decode_threads: usize) -> Self {
+        self.decode_threads = decode_threads;
+        self
+    }
+
+    /// Sets [`lease`](Self::lease): how long a claim holds without renewal (renewed every third of
+    /// it).
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`poll`](Self::poll): how often a rank with nothing to claim looks again.
+    #[must_use]
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Sets [`speculate`](Self::speculate): an idle rank also runs chunks that live ranks hold but
+    /// have not committed (backup tasks: the first commit wins).
+    #[must_use]
+    pub fn with_speculate(mut self, speculate: bool) -> Self {
+        self.speculate = speculate;
+        self
+    }
+
+    /// Sets [`grace`](Self::grace): after a stop request (SIGTERM), how long in-flight chunks may
+    /// take to commit before they are released.
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets [`store_deadline`](Self::store_deadline): how long the store may keep failing
+    /// transiently before the rank gives up (it exits with a retriable error; nothing committed is
+    /// redone).
+    #[must_use]
+    pub fn with_store_deadline(mut self, store_deadline: Duration) -> Self {
+        self.store_deadline = store_deadline;
+        self
+    }
+
+    /// Sets [`wait_timeout`](Self::wait_timeout): how long a rank waits for another (rank 0's
+    /// index, the other shards' files).
+    #[must_use]
+    pub fn with_wait_timeout(mut self, wait_timeout: Duration) -> Self {
+        self.wait_timeout = wait_timeout;
+        self
+    }
+
+    /// Sets [`batch_delay`](Self::batch_delay): a pause after each batch (demos and tests that need
+    /// a slow job).
+    #[must_use]
+    pub fn with_batch_delay(mut self, batch_delay: Duration) -> Self {
+        self.batch_delay = batch_delay;
+        self
     }
 }
 

@@ -246,10 +246,7 @@ async fn an_outage_of_gets_delays_the_job_without_error_rows() {
 async fn an_outage_past_the_deadline_is_a_retriable_error_and_a_rerun_finishes() {
     let (memory, good, bad) = inputs("deadline", 40).await;
     let store = outage(memory.clone(), "imgs/", 3600.0);
-    let spec = JobSpec {
-        store_deadline: Duration::from_millis(1500),
-        ..spec("deadline", "d")
-    };
+    let spec = spec("deadline", "d").with_store_deadline(Duration::from_millis(1500));
     let err = run_reading(store, &memory, &spec).await.unwrap_err();
     assert!(
         matches!(err, Error::StoreUnavailable { .. }) && err.is_retriable(),
@@ -301,10 +298,9 @@ async fn a_run_id_reused_for_another_input_is_refused() {
     inputs("redefine2", 5).await;
     let spec1 = spec("redefine", "same");
     attempt(&store, &spec1, Checksum::fast(), 1).await;
-    let spec2 = JobSpec {
-        input: Location::parse("memory://redefine/imgs-other").unwrap(),
-        ..spec1.clone()
-    };
+    let spec2 = spec1
+        .clone()
+        .with_input(Location::parse("memory://redefine/imgs-other").unwrap());
     let err = run(&store, &spec2, Checksum::fast(), 0, 1)
         .await
         .unwrap_err();
@@ -322,10 +318,7 @@ async fn a_run_id_reused_for_another_input_is_refused() {
         other => panic!("{other:?}"),
     }
     // Another format under the same id too, even on a rank that is not the lister.
-    let spec3 = JobSpec {
-        format: dataflux_pipeline::OutputFormat::Jsonl,
-        ..spec1
-    };
+    let spec3 = spec1.with_format(dataflux_pipeline::OutputFormat::Jsonl);
     let err = run(&store, &spec3, Checksum::fast(), 1, 2)
         .await
         .unwrap_err();
@@ -338,10 +331,7 @@ async fn a_run_id_reused_for_another_input_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stop_request_commits_or_releases_in_flight_chunks_and_a_rerun_finishes() {
     let (store, good, bad) = inputs("stop", 120).await;
-    let spec = JobSpec {
-        grace: Duration::from_millis(200),
-        ..spec("stop", "s")
-    };
+    let spec = spec("stop", "s").with_grace(Duration::from_millis(200));
     let model = Checksum::slow(Duration::from_millis(30));
     let cancel = CancellationToken::new();
     let single = Topology::single();
@@ -398,10 +388,7 @@ async fn a_stop_request_commits_or_releases_in_flight_chunks_and_a_rerun_finishe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unwritable_output_and_bad_settings_are_config_errors() {
-    let zero = JobSpec {
-        chunk_size: 0,
-        ..spec("cfg", "c")
-    };
+    let zero = spec("cfg", "c").with_chunk_size(0);
     let err = run(
         &Location::parse("memory://cfg")
             .unwrap()
@@ -423,11 +410,9 @@ async fn an_unwritable_output_and_bad_settings_are_config_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let unwritable = JobSpec {
-        input: Location::parse(dir.to_str().unwrap()).unwrap(),
-        output: Location::parse(file.join("out").to_str().unwrap()).unwrap(),
-        ..spec("cfg", "c")
-    };
+    let unwritable = spec("cfg", "c")
+        .with_input(Location::parse(dir.to_str().unwrap()).unwrap())
+        .with_output(Location::parse(file.join("out").to_str().unwrap()).unwrap());
     let err = Job::run(
         &unwritable,
         Checksum::fast(),
@@ -457,10 +442,7 @@ async fn bodies_cut_short_are_fetched_again_and_oversized_objects_are_error_rows
         .unwrap();
     bad.insert(big.clone());
     let store = short_once(memory.clone(), "imgs/");
-    let spec = JobSpec {
-        max_object_bytes: 100,
-        ..spec("short", "sh")
-    };
+    let spec = spec("short", "sh").with_max_object_bytes(100);
     run_reading(store, &memory, &spec).await.unwrap();
     check_exactly_once(&memory, "sh", &good, &bad).await;
     let errors = memory.get("out/errors_sh_shard_0.csv", None).await.unwrap();
@@ -537,10 +519,7 @@ async fn parquet_rows(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parquet_results_hold_every_image_once_with_a_zombie_and_a_reshape() {
     let (store, good, bad) = inputs("parquet", 100).await;
-    let spec = JobSpec {
-        format: dataflux_pipeline::OutputFormat::Parquet,
-        ..spec("parquet", "pq")
-    };
+    let spec = spec("parquet", "pq").with_format(dataflux_pipeline::OutputFormat::Parquet);
     let model = Checksum::slow(Duration::from_millis(5));
     // Two ranks, rank 1 twice (a zombie), then the same run resubmitted at three ranks.
     let first = futures::future::join3(

@@ -174,23 +174,20 @@ async fn a_changed_checkpoint_gets_a_new_directory() {
 async fn the_embedder_loads_from_a_bucket_and_records_the_bucket_url() {
     let _store = bucket("cache-load").await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = ModelSpec {
-        remote: Some(Location::parse("memory://cache-load/models/clip/").unwrap()),
-        cache: Some(dir.path().to_path_buf()),
-        task: Task::Embed,
-        ..ModelSpec::default()
-    };
+    let spec = ModelSpec::default()
+        .with_remote(Some(
+            Location::parse("memory://cache-load/models/clip/").unwrap(),
+        ))
+        .with_cache(Some(dir.path().to_path_buf()))
+        .with_task(Task::Embed);
     let model = ClipEmbedder::load(&spec).await.unwrap();
     assert_eq!(model.embedder().dim(), 16);
     let def = dataflux_pipeline::BatchModel::definition(&model);
     assert_eq!(def["source"], "memory://cache-load/models/clip/");
     // Asked to classify, the same bucket checkpoint is a configuration error.
-    let err = dataflux_pipeline::VitClassifier::load(&ModelSpec {
-        task: Task::Classify,
-        ..spec
-    })
-    .await
-    .unwrap_err();
+    let err = dataflux_pipeline::VitClassifier::load(&spec.with_task(Task::Classify))
+        .await
+        .unwrap_err();
     assert!(
         err.is_config() && err.to_string().contains("CLIPModel"),
         "{err}"

@@ -44,12 +44,10 @@ async fn bucket(tag: &str) -> Option<(String, Arc<dyn Store>)> {
 }
 
 fn s3_spec(bucket: &str, run: &str) -> JobSpec {
-    JobSpec {
-        input: Location::parse(&format!("s3://{bucket}/imgs")).unwrap(),
-        output: Location::parse(&format!("s3://{bucket}/out")).unwrap(),
-        lease: Duration::from_secs(3),
-        ..spec("unused", run)
-    }
+    spec("unused", run)
+        .with_input(Location::parse(&format!("s3://{bucket}/imgs")).unwrap())
+        .with_output(Location::parse(&format!("s3://{bucket}/out")).unwrap())
+        .with_lease(Duration::from_secs(3))
 }
 
 async fn run(spec: &JobSpec, model: Arc<Checksum>, rank: usize, world: usize) -> Outcome {

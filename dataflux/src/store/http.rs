@@ -15,6 +15,7 @@ use std::time::Duration;
 
 /// Per-request timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpTimeouts {
     /// To establish a connection.
     pub connect: Duration,
@@ -31,6 +32,32 @@ impl Default for HttpTimeouts {
             idle: Duration::from_secs(30),
             attempt: Duration::from_secs(300),
         }
+    }
+}
+
+/// Chainable setters, one per field: callers build it as `HttpTimeouts::default().with_…(…)`, so
+/// that new fields do not break them.
+impl HttpTimeouts {
+    /// Sets [`connect`](Self::connect): to establish a connection.
+    #[must_use]
+    pub fn with_connect(mut self, connect: Duration) -> Self {
+        self.connect = connect;
+        self
+    }
+
+    /// Sets [`idle`](Self::idle): without a byte.
+    #[must_use]
+    pub fn with_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Sets [`attempt`](Self::attempt): one attempt in all, from sending the request to the last
+    /// byte.
+    #[must_use]
+    pub fn with_attempt(mut self, attempt: Duration) -> Self {
+        self.attempt = attempt;
+        self
     }
 }
 

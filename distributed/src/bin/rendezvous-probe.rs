@@ -77,11 +77,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (rank, world) = (topology.rank, topology.world_size);
     let rdzv = Rendezvous::open(&args.url, &args.run_id, &topology)
         .await?
-        .with_options(RendezvousOptions {
-            timeout: Duration::from_millis(args.timeout_ms),
-            poll_initial: Duration::from_millis(20),
-            poll_max: Duration::from_millis(200),
-        });
+        .with_options(
+            RendezvousOptions::default()
+                .with_timeout(Duration::from_millis(args.timeout_ms))
+                .with_poll_initial(Duration::from_millis(20))
+                .with_poll_max(Duration::from_millis(200)),
+        );
     let attempt = args.attempt;
     let listing = rdzv
         .share("listing", || async move {

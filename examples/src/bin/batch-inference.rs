@@ -14,7 +14,9 @@ use clap::Parser;
 use dataflux_distributed::{Budget, Topology};
 use dataflux_examples::cli::{self, DTypeArg, FormatArg, TaskArg};
 use dataflux_examples::logging::{self, LogFormat};
-use dataflux_pipeline::{BatchModel, ClipEmbedder, Job, JobSpec, Stores, Task, VitClassifier};
+use dataflux_pipeline::{
+    BatchModel, ClipEmbedder, Job, JobSpec, ModelSpec, Stores, Task, VitClassifier,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The sample images shipped with the repository (the default input).
@@ -126,50 +128,52 @@ struct Args {
 }
 
 fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cli::ConfigError> {
-    let d = defaults();
     let task = Task::from(args.task);
-    Ok(JobSpec {
-        input: cli::location("--input", &args.input)?,
-        output: cli::location("--output", &args.output)?,
-        run_id: args.run_id.clone(),
-        format: args.format.map_or(task.default_format(), Into::into),
-        model: dataflux_pipeline::ModelSpec {
-            source: match &args.model {
-                Some(m) if m.contains("://") => task.default_model(),
-                Some(m) => cli::model_source("--model", m)?,
-                None => task.default_model(),
-            },
-            remote: match &args.model {
-                Some(m) if m.contains("://") => Some(cli::location("--model", m)?),
-                _ => None,
-            },
-            cache: args.model_cache.clone(),
-            device: cli::device("--device", &args.device, topology)?,
-            dtype: args.dtype.map(Into::into),
-            task,
-            top_k: args.top_k,
-            normalize: !args.raw_embeddings,
-            fast_decode: args.fast_decode,
-            offline: args.offline,
-        },
-        chunk_size: args.chunk_size,
-        batch_size: args.batch_size,
-        concurrency: args.concurrency,
-        prefetch_bytes: args
-            .prefetch_mb
-            .map_or(budget.prefetch_bytes, |mb| mb.saturating_mul(1024 * 1024)),
-        compose: !args.no_compose,
-        max_composite_bytes: args.max_composite_bytes,
-        max_object_bytes: args.max_object_bytes,
-        decode_threads: args.decode_threads.unwrap_or(budget.decode_threads),
-        lease: cli::seconds("--lease-secs", args.lease_secs)?,
-        grace: cli::seconds("--grace-secs", args.grace_secs)?,
-        store_deadline: cli::seconds("--store-deadline-secs", args.store_deadline_secs)?,
-        wait_timeout: cli::seconds("--wait-timeout-secs", args.wait_timeout_secs)?,
-        speculate: !args.no_speculate,
-        batch_delay: Duration::from_millis(args.batch_delay_ms),
-        ..d
-    })
+    // Flags are checked in the order --help lists them: the first bad one is reported.
+    let input = cli::location("--input", &args.input)?;
+    let output = cli::location("--output", &args.output)?;
+    let (source, remote) = match &args.model {
+        Some(m) if m.contains("://") => (task.default_model(), Some(cli::location("--model", m)?)),
+        Some(m) => (cli::model_source("--model", m)?, None),
+        None => (task.default_model(), None),
+    };
+    let model = ModelSpec::default()
+        .with_source(source)
+        .with_remote(remote)
+        .with_cache(args.model_cache.clone())
+        .with_device(cli::device("--device", &args.device, topology)?)
+        .with_dtype(args.dtype.map(Into::into))
+        .with_task(task)
+        .with_top_k(args.top_k)
+        .with_normalize(!args.raw_embeddings)
+        .with_fast_decode(args.fast_decode)
+        .with_offline(args.offline);
+    Ok(defaults()
+        .with_input(input)
+        .with_output(output)
+        .with_run_id(args.run_id.clone())
+        .with_format(args.format.map_or(task.default_format(), Into::into))
+        .with_model(model)
+        .with_chunk_size(args.chunk_size)
+        .with_batch_size(args.batch_size)
+        .with_concurrency(args.concurrency)
+        .with_prefetch_bytes(
+            args.prefetch_mb
+                .map_or(budget.prefetch_bytes, |mb| mb.saturating_mul(1024 * 1024)),
+        )
+        .with_compose(!args.no_compose)
+        .with_max_composite_bytes(args.max_composite_bytes)
+        .with_max_object_bytes(args.max_object_bytes)
+        .with_decode_threads(args.decode_threads.unwrap_or(budget.decode_threads))
+        .with_lease(cli::seconds("--lease-secs", args.lease_secs)?)
+        .with_grace(cli::seconds("--grace-secs", args.grace_secs)?)
+        .with_store_deadline(cli::seconds(
+            "--store-deadline-secs",
+            args.store_deadline_secs,
+        )?)
+        .with_wait_timeout(cli::seconds("--wait-timeout-secs", args.wait_timeout_secs)?)
+        .with_speculate(!args.no_speculate)
+        .with_batch_delay(Duration::from_millis(args.batch_delay_ms)))
 }
 
 async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {

@@ -63,18 +63,17 @@ fn files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 fn run(args: Args) -> Result<bool> {
-    let spec = ModelSpec {
-        source: cli::model_source("--model", &args.model).map_err(|e| anyhow::anyhow!("{e}"))?,
-        device: args
-            .device
-            .parse()
-            .with_context(|| format!("--device {}", args.device))?,
-        dtype: None,
-        top_k: args.top_k.max(1),
-        fast_decode: args.fast_decode,
-        offline: args.offline,
-        ..ModelSpec::default()
-    };
+    let spec = ModelSpec::default()
+        .with_source(cli::model_source("--model", &args.model).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .with_device(
+            args.device
+                .parse()
+                .with_context(|| format!("--device {}", args.device))?,
+        )
+        .with_dtype(None)
+        .with_top_k(args.top_k.max(1))
+        .with_fast_decode(args.fast_decode)
+        .with_offline(args.offline);
     // The same model the batch job runs, loaded the same way.
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let vit = runtime

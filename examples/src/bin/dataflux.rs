@@ -247,17 +247,15 @@ async fn write_object(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
-    let config = DatasetConfig {
-        fetch: FetchOptions {
-            compose: !args.no_compose,
-            max_composite_bytes: args.max_composite_bytes.max(1),
-            temp_prefix: args.temp_prefix.clone(),
-            concurrency: args.concurrency.max(1),
-            ..Default::default()
-        },
-        concurrency: args.concurrency.max(1),
-        ..Default::default()
-    };
+    let config = DatasetConfig::default()
+        .with_fetch(
+            FetchOptions::default()
+                .with_compose(!args.no_compose)
+                .with_max_composite_bytes(args.max_composite_bytes.max(1))
+                .with_temp_prefix(args.temp_prefix.clone())
+                .with_concurrency(args.concurrency.max(1)),
+        )
+        .with_concurrency(args.concurrency.max(1));
     let start = Instant::now();
     let dataset = Dataset::open(&args.url, config)
         .await

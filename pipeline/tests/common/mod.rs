@@ -117,20 +117,18 @@ pub async fn fill(
 
 /// A spec with small chunks and short leases.
 pub fn spec(name: &str, run: &str) -> JobSpec {
-    JobSpec {
-        input: Location::parse(&format!("memory://{name}/imgs")).unwrap(),
-        output: Location::parse(&format!("memory://{name}/out")).unwrap(),
-        run_id: Some(run.into()),
-        chunk_size: 8,
-        batch_size: 4,
-        lease: Duration::from_millis(800),
-        poll: Duration::from_millis(50),
-        grace: Duration::from_secs(5),
-        store_deadline: Duration::from_secs(60),
-        wait_timeout: Duration::from_secs(60),
-        decode_threads: 1,
-        ..JobSpec::default()
-    }
+    JobSpec::default()
+        .with_input(Location::parse(&format!("memory://{name}/imgs")).unwrap())
+        .with_output(Location::parse(&format!("memory://{name}/out")).unwrap())
+        .with_run_id(Some(run.into()))
+        .with_chunk_size(8)
+        .with_batch_size(4)
+        .with_lease(Duration::from_millis(800))
+        .with_poll(Duration::from_millis(50))
+        .with_grace(Duration::from_secs(5))
+        .with_store_deadline(Duration::from_secs(60))
+        .with_wait_timeout(Duration::from_secs(60))
+        .with_decode_threads(1)
 }
 
 pub fn stores(store: &Arc<dyn Store>) -> Stores {
