@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # Image for the GKE batch job (k8s/batch-inference.yaml): /usr/local/bin/batch-inference,
 # /usr/local/bin/dataflux-launch and /usr/local/bin/upload-images, built with CUDA and
-# NCCL for H100/H200 (compute capability 9.0).
+# NCCL for H100/H200 (compute capability 9.0), and the sample images in
+# /usr/local/share/dataflux/samples.
 #
 #   docker build -t "$IMAGE" . && docker push "$IMAGE"
 #   # or without a local Docker engine:
@@ -56,6 +57,9 @@ RUN apt-get update \
  && mkdir -p /var/cache/dataflux \
  && chown 10001:10001 /var/cache/dataflux
 COPY --from=builder /out/batch-inference /out/dataflux-launch /out/upload-images /usr/local/bin/
+# The sample images, batch-inference's default --input (found at ../share/dataflux/samples
+# from the binary).
+COPY examples/samples /usr/local/share/dataflux/samples
 ENV HF_HOME=/var/cache/dataflux/huggingface \
     RUST_LOG=info
 # Numeric, so that the pod's runAsNonRoot can verify it (k8s/batch-inference.yaml).

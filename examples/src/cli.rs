@@ -2,7 +2,7 @@
 //! configuration error naming the flag, exit code 2, before any work), exit codes, and
 //! stopping on SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -103,6 +103,61 @@ pub fn log_budget(budget: &dataflux_distributed::Budget, spec: &dataflux_pipelin
 /// A location flag.
 pub fn location(flag: &str, value: &str) -> Result<Location, ConfigError> {
     Location::parse(value).map_err(|e| ConfigError(format!("{flag} {value}: {e}")))
+}
+
+/// The input when `--input` is not given: the sample images, looked for in order in
+/// `samples/` next to the executable, `../share/dataflux/samples` from it (an installed
+/// image: `/usr/local/bin/batch-inference` finds `/usr/local/share/dataflux/samples`), then
+/// `examples/samples` in the current directory or the nearest parent that has one (a
+/// checkout). The one place that decides the default input; not finding it is a
+/// configuration error that says where it looked.
+pub fn default_input() -> Result<Location, ConfigError> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let cwd = std::env::current_dir().ok();
+    let samples = find_samples(exe_dir.as_deref(), cwd.as_deref()).map_err(|looked| {
+        ConfigError(format!(
+            "--input is not given and no sample images were found (looked in {}); pass \
+             --input gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local directory",
+            looked.join(", ")
+        ))
+    })?;
+    let path = samples.to_str().ok_or_else(|| {
+        ConfigError(format!(
+            "--input is not given and the sample images' path {} is not UTF-8",
+            samples.display()
+        ))
+    })?;
+    location("--input", path)
+}
+
+/// The sample images from these directories (see [`default_input`]), as a canonical path
+/// (no `bin/..` in the run's definition); `Err` lists where it looked.
+fn find_samples(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Result<PathBuf, Vec<String>> {
+    let mut looked = Vec::new();
+    if let Some(dir) = exe_dir {
+        for candidate in [dir.join("samples"), dir.join("../share/dataflux/samples")] {
+            if candidate.is_dir() {
+                return Ok(candidate.canonicalize().unwrap_or(candidate));
+            }
+            looked.push(candidate.display().to_string());
+        }
+    }
+    if let Some(cwd) = cwd {
+        if let Some(found) = cwd
+            .ancestors()
+            .map(|dir| dir.join("examples/samples"))
+            .find(|candidate| candidate.is_dir())
+        {
+            return Ok(found.canonicalize().unwrap_or(found));
+        }
+        looked.push(format!(
+            "examples/samples in {} and its parents",
+            cwd.display()
+        ));
+    }
+    Err(looked)
 }
 
 /// A model flag: an existing directory, or a hub id (`owner/name[@revision]`, or `name`).
@@ -245,5 +300,46 @@ pub struct SignalGuard(tokio::task::JoinHandle<()>);
 impl Drop for SignalGuard {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_found_next_to_the_binary_then_installed_then_in_a_checkout() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("prefix/bin");
+        let checkout = root.path().join("checkout");
+        let deep = checkout.join("a/b");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&deep).unwrap();
+
+        // Nothing anywhere: the error lists every place.
+        let looked = find_samples(Some(&bin), Some(&deep)).unwrap_err();
+        assert_eq!(looked.len(), 3, "{looked:?}");
+        assert!(
+            looked[2].contains(&deep.display().to_string()),
+            "{looked:?}"
+        );
+
+        // A checkout around the current directory.
+        std::fs::create_dir_all(checkout.join("examples/samples")).unwrap();
+        let found = |dir: PathBuf| dir.canonicalize().unwrap();
+        assert_eq!(
+            find_samples(Some(&bin), Some(&deep)).unwrap(),
+            found(checkout.join("examples/samples"))
+        );
+        // An installed share directory wins over the checkout.
+        let share = root.path().join("prefix/share/dataflux/samples");
+        std::fs::create_dir_all(&share).unwrap();
+        assert_eq!(find_samples(Some(&bin), Some(&deep)).unwrap(), found(share));
+        // And samples/ next to the binary wins over both.
+        std::fs::create_dir_all(bin.join("samples")).unwrap();
+        assert_eq!(
+            find_samples(Some(&bin), Some(&deep)).unwrap(),
+            found(bin.join("samples"))
+        );
     }
 }

@@ -92,6 +92,29 @@ fn configuration_errors_exit_2_naming_the_flag_before_any_work() {
 }
 
 #[test]
+fn without_input_the_samples_are_looked_for_and_not_finding_them_exits_2_saying_where() {
+    // Outside the checkout, with no samples next to the binary (target/debug/).
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--device", "cpu", "--output"])
+        .arg(dir.path().join("out"))
+        .current_dir(dir.path())
+        .env_remove("DATAFLUX_INPUT")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run batch-inference");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--input is not given")
+            && stderr.contains("share/dataflux/samples")
+            && stderr.contains("examples/samples in"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
 fn json_logs_carry_severity_message_timestamp_rank_and_run_id_on_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -19,9 +19,6 @@ use dataflux_pipeline::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// The sample images shipped with the repository (the default input).
-const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
-
 fn defaults() -> JobSpec {
     JobSpec::default()
 }
@@ -32,9 +29,11 @@ fn defaults() -> JobSpec {
     about = "Classify or embed every image under a prefix and write the results back, across ranks, exactly once."
 )]
 struct Args {
-    /// Images: gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local path.
-    #[arg(long, env = "DATAFLUX_INPUT", default_value = SAMPLES)]
-    input: String,
+    /// Images: gs://bucket/prefix, s3://bucket/prefix, file:///dir or a local path [default:
+    /// the sample images: samples/ next to this binary, ../share/dataflux/samples from it, or
+    /// examples/samples of the checkout around the current directory].
+    #[arg(long, env = "DATAFLUX_INPUT")]
+    input: Option<String>,
     /// Where results go (same kinds of location).
     #[arg(long, env = "DATAFLUX_OUTPUT", default_value_t = defaults().output.url)]
     output: String,
@@ -130,7 +129,10 @@ struct Args {
 fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cli::ConfigError> {
     let task = Task::from(args.task);
     // Flags are checked in the order --help lists them: the first bad one is reported.
-    let input = cli::location("--input", &args.input)?;
+    let input = match &args.input {
+        Some(input) => cli::location("--input", input)?,
+        None => cli::default_input()?,
+    };
     let output = cli::location("--output", &args.output)?;
     let (source, remote) = match &args.model {
         Some(m) if m.contains("://") => (task.default_model(), Some(cli::location("--model", m)?)),
