@@ -160,6 +160,18 @@ pub enum Error {
         #[source]
         source: Box<hf_hub::HFError>,
     },
+    /// The Hugging Face hub gave no answer (no network, DNS, a proxy or firewall, a timeout):
+    /// nothing was fetched. Said in one line, the request's URL left out; a checkpoint that is
+    /// a local directory needs no hub.
+    #[error("cannot reach the Hugging Face hub at {endpoint} to fetch {repo} ({reason})")]
+    HubUnreachable {
+        /// Repository id.
+        repo: String,
+        /// The hub's URL (`HF_ENDPOINT`, or `https://huggingface.co`).
+        endpoint: String,
+        /// The innermost cause (`Connection refused (os error 111)`, a DNS failure, …).
+        reason: String,
+    },
     /// A device string is not `auto`, `cpu` or `cuda:N`.
     #[error("invalid device {spec:?}: expected auto, cpu, cuda or cuda:N")]
     InvalidDevice {

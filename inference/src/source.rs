@@ -241,11 +241,6 @@ impl ModelFiles {
             ModelSource::Local(dir) => return Self::in_dir(dir),
             ModelSource::Hub { repo, revision } => (repo, revision),
         };
-        let hub_err = |file: &str, source: hf_hub::HFError| Error::Hub {
-            repo: repo.clone(),
-            file: file.to_string(),
-            source: Box::new(source),
-        };
         let mut builder = hf_hub::HFClient::builder();
         if let Some(dir) = &options.cache_dir {
             builder = builder.cache_dir(dir.clone());
@@ -256,7 +251,10 @@ impl ModelFiles {
         if let Some(token) = &options.token {
             builder = builder.token(token.clone());
         }
-        let client = builder.build().map_err(|e| hub_err(CONFIG_FILE, e))?;
+        let client = builder
+            .build()
+            .map_err(|e| hub_error(repo, "", CONFIG_FILE, e))?;
+        let hub_err = |file: &str, e| hub_error(repo, client.endpoint(), file, e);
         let (owner, name) = hf_hub::split_id(repo);
         let handle = client.model(owner, name);
         let get = |file: &'static str| {
@@ -304,6 +302,37 @@ impl ModelFiles {
             weights,
         })
     }
+}
+
+/// A hub client's error as ours: a request that got no answer (the connection refused or
+/// reset, DNS, TLS, a timeout) is [`Error::HubUnreachable`], in one line with its innermost
+/// cause; anything else (an HTTP status, a file not in the cache) is [`Error::Hub`].
+fn hub_error(repo: &str, endpoint: &str, file: &str, source: hf_hub::HFError) -> Error {
+    if let hf_hub::HFError::Request {
+        source: request, ..
+    } = &source
+    {
+        return Error::HubUnreachable {
+            repo: repo.to_string(),
+            endpoint: endpoint.to_string(),
+            reason: innermost_cause(request),
+        };
+    }
+    Error::Hub {
+        repo: repo.to_string(),
+        file: file.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// The last error of `e`'s source chain, which says what happened without the request's
+/// URL (`Connection refused (os error 111)`).
+fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// Memory-maps the checkpoint's weights on `device` in `dtype` (default: f32 on CPU, bf16 on
@@ -356,6 +385,42 @@ mod tests {
         assert_eq!(
             dir.parse::<ModelSource>().ok(),
             Some(ModelSource::Local(PathBuf::from(dir)))
+        );
+    }
+
+    /// A hub that refuses connections (a closed local port, through `LoadOptions::endpoint`
+    /// as `HF_ENDPOINT` would set it): one line that says so, without the request's URL.
+    #[tokio::test]
+    async fn an_unreachable_hub_is_said_in_one_line() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let cache = tempfile::tempdir().unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let options = LoadOptions::default()
+            .with_cache_dir(Some(cache.path().to_path_buf()))
+            .with_endpoint(Some(endpoint.clone()))
+            .with_token(Some("unused".into()));
+        let source: ModelSource = "google/vit-base-patch16-224".parse().unwrap();
+        let err = ModelFiles::fetch(&source, &options).await.unwrap_err();
+        let Error::HubUnreachable {
+            ref repo,
+            endpoint: ref at,
+            ref reason,
+        } = err
+        else {
+            panic!("not HubUnreachable: {err}");
+        };
+        assert_eq!(
+            (repo.as_str(), at.as_str()),
+            ("google/vit-base-patch16-224", endpoint.as_str())
+        );
+        assert!(!reason.is_empty());
+        let message = err.to_string();
+        assert!(
+            !message.contains('\n') && !message.contains("resolve/main"),
+            "{message}"
         );
     }
 

@@ -97,9 +97,38 @@ pub enum Error {
     /// Result rows could not be encoded (a model whose rows do not match its columns).
     #[error("cannot encode results: {0}")]
     Results(#[from] crate::parquet::ParquetError),
+    /// The Hugging Face hub could not be reached to fetch the checkpoint (no network, DNS, a
+    /// proxy or firewall): one line, with the way to run without it.
+    #[error("cannot reach the Hugging Face hub at {endpoint} to fetch {repo} ({reason}); to run without it, pass the checkpoint as --model <dir|gs://…|s3://…|file://…>")]
+    HubUnreachable {
+        /// Repository id.
+        repo: String,
+        /// The hub's URL.
+        endpoint: String,
+        /// The innermost cause.
+        reason: String,
+    },
     /// Loading the model or preparing the CPU pool failed.
     #[error(transparent)]
-    Inference(#[from] dataflux_inference::Error),
+    Inference(dataflux_inference::Error),
+}
+
+impl From<dataflux_inference::Error> for Error {
+    /// [`Error::HubUnreachable`] for an unreachable hub, [`Error::Inference`] otherwise.
+    fn from(e: dataflux_inference::Error) -> Self {
+        match e {
+            dataflux_inference::Error::HubUnreachable {
+                repo,
+                endpoint,
+                reason,
+            } => Error::HubUnreachable {
+                repo,
+                endpoint,
+                reason,
+            },
+            other => Error::Inference(other),
+        }
+    }
 }
 
 fn describe_changes(changes: &[(String, String, String)]) -> String {
@@ -142,3 +171,27 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_hub_says_how_to_run_offline_in_one_line() {
+        let e = Error::from(dataflux_inference::Error::HubUnreachable {
+            repo: "google/vit-base-patch16-224".into(),
+            endpoint: "https://huggingface.co".into(),
+            reason: "Connection refused (os error 111)".into(),
+        });
+        let message = e.to_string();
+        assert!(matches!(e, Error::HubUnreachable { .. }), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.contains("https://huggingface.co")
+                && message.contains("Connection refused")
+                && message.contains("--model <dir|gs://…|s3://…|file://…>"),
+            "{message}"
+        );
+        assert!(!e.is_config() && !e.is_retriable());
+    }
+}
