@@ -1,6 +1,6 @@
 //! Log lines for pods: text on a terminal, JSON lines (what Cloud Logging reads: `severity`,
 //! `message`, `timestamp`) otherwise, with the process's context fields (`rank`, `run_id`)
-//! on every line. Every binary of the workspace sets its logs up here ([`init`], feature
+//! on every line. Every binary of the workspace sets its logs up here (`init`, feature
 //! `cli`).
 
 use std::io::IsTerminal;
