@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The minimum supported Rust version (the workspace's rust-version), checked with the one
+# The minimum supported Rust versions (each member's rust-version), checked with the one
 # toolchain CI has (no other can be fetched):
 #  1. no package of the resolved dependency graph (every feature of every member on, every
 #     target platform) declares a rust-version newer than that of a member that builds it
@@ -14,7 +14,7 @@ metadata=$(mktemp -t cargo-metadata.XXXXXX.json)
 trap 'rm -f "$metadata"' EXIT
 cargo metadata --format-version 1 --all-features --locked >"$metadata"
 
-echo "== dependencies' rust-version against the workspace's"
+echo "== dependencies' rust-version against each member's"
 python3 - "$metadata" Cargo.toml <<'EOF'
 import json
 import sys
