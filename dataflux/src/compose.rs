@@ -34,6 +34,7 @@ pub const MAX_COMPOSE_SOURCES: usize = 32;
 
 /// How objects are fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FetchOptions {
     /// Use compose where the store has it.
     pub compose: bool,

@@ -18,6 +18,7 @@ use crate::store::Store;
 
 /// How a dataset lists and fetches.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DatasetConfig {
     /// Listing options.
     pub list: ListOptions,

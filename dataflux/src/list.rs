@@ -24,6 +24,7 @@ pub const DEFAULT_TEMP_PREFIX: &str = "dataflux-tmp/";
 
 /// How to list.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListOptions {
     /// Concurrent list workers. Sized for I/O latency, not cores: a worker spends its time
     /// waiting for a page.
@@ -44,6 +45,40 @@ impl Default for ListOptions {
             race_sequential: true,
             temp_prefix: DEFAULT_TEMP_PREFIX.to_string(),
         }
+    }
+}
+
+/// Chainable setters, one per field: callers build it as `ListOptions::default().with_…(…)`, so
+/// that new fields do not break them.
+impl ListOptions {
+    /// Sets [`parallelism`](Self::parallelism): concurrent list workers.
+    #[must_use]
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Sets [`page_size`](Self::page_size): objects per request (at most 1,000).
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    /// Sets [`race_sequential`](Self::race_sequential): race a sequential listing against the
+    /// parallel one and keep the first to finish.
+    #[must_use]
+    pub fn with_race_sequential(mut self, race_sequential: bool) -> Self {
+        self.race_sequential = race_sequential;
+        self
+    }
+
+    /// Sets [`temp_prefix`](Self::temp_prefix): names under this prefix (the library's temporary
+    /// objects) are skipped.
+    #[must_use]
+    pub fn with_temp_prefix(mut self, temp_prefix: impl Into<String>) -> Self {
+        self.temp_prefix = temp_prefix.into();
+        self
     }
 }
 
@@ -89,7 +124,7 @@ pub struct Listing {
 /// for name in ["imgs/b.jpg", "imgs/a.jpg", "imgs/dataflux-tmp/x", "other/c.jpg"] {
 ///     store.put(name, Bytes::from_static(b"x"), PutMode::Overwrite).await.unwrap();
 /// }
-/// let options = ListOptions { temp_prefix: "imgs/dataflux-tmp/".into(), ..Default::default() };
+/// let options = ListOptions::default().with_temp_prefix("imgs/dataflux-tmp/");
 /// let listing = list(&store, "imgs/", &options).await.unwrap();
 /// let names: Vec<_> = listing.objects.iter().map(|o| o.name.as_str()).collect();
 /// assert_eq!(names, ["imgs/a.jpg", "imgs/b.jpg"]);

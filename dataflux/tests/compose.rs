@@ -34,10 +34,7 @@ async fn dataset(store: Arc<dyn Store>, fetch: FetchOptions) -> Dataset {
 }
 
 async fn temporaries(store: &Arc<dyn Store>) -> usize {
-    let options = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
+    let options = ListOptions::default().with_temp_prefix(String::new());
     list(store, "dataflux-tmp/", &options)
         .await
         .expect("list tmp")

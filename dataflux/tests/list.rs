@@ -50,12 +50,11 @@ async fn check_listing(store: Arc<dyn Store>, parallelism: usize, race: bool, pa
     .map(|s| s.to_string())
     .collect();
     put_all(&store, &extra).await;
-    let options = ListOptions {
-        parallelism,
-        page_size: page,
-        race_sequential: race,
-        temp_prefix: "data/dataflux-tmp/".into(),
-    };
+    let options = ListOptions::default()
+        .with_parallelism(parallelism)
+        .with_page_size(page)
+        .with_race_sequential(race)
+        .with_temp_prefix("data/dataflux-tmp/");
     let listing = list(&store, "data/", &options).await.expect("list");
     names.sort();
     let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
@@ -83,12 +82,10 @@ async fn parallel_listing_on_emulator_is_exact() {
     let listing = list(
         &store,
         "data/",
-        &ListOptions {
-            parallelism: 8,
-            page_size: 7,
-            race_sequential: false,
-            ..Default::default()
-        },
+        &ListOptions::default()
+            .with_parallelism(8)
+            .with_page_size(7)
+            .with_race_sequential(false),
     )
     .await
     .expect("list");
@@ -116,11 +113,9 @@ async fn sequential_listing_pages_with_max_results_on_emulator() {
     let names: Vec<String> = (0..50).map(|i| format!("p/{i:03}")).collect();
     put_all(&store, &names).await;
     let before = store.stats().snapshot();
-    let options = ListOptions {
-        parallelism: 1,
-        page_size: 10,
-        ..Default::default()
-    };
+    let options = ListOptions::default()
+        .with_parallelism(1)
+        .with_page_size(10);
     let listing = list(&store, "p/", &options).await.expect("list");
     assert_eq!(listing.objects.len(), 50);
     assert_eq!(listing.strategy, Strategy::Sequential);
@@ -189,7 +184,11 @@ mod prop {
             let names: Vec<String> = names.into_iter().filter(|n| !n.starts_with('.')).collect();
             let store = paged_memory_store();
             rt.block_on(put_all(&store, &names));
-            let options = ListOptions { parallelism, page_size: page, race_sequential: false, temp_prefix: String::new() };
+            let options = ListOptions::default()
+                .with_parallelism(parallelism)
+                .with_page_size(page)
+                .with_race_sequential(false)
+                .with_temp_prefix(String::new());
             let listing = rt.block_on(list(&store, "", &options)).unwrap();
             let got: Vec<String> = listing.objects.into_iter().map(|o| o.name).collect();
             let mut expected = names.clone();
@@ -227,16 +226,9 @@ async fn parallel_equals_sequential(
 ) {
     let mut expected = expected.to_vec();
     expected.sort();
-    let sequential = list(
-        store,
-        prefix,
-        &ListOptions {
-            parallelism: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("sequential list");
+    let sequential = list(store, prefix, &ListOptions::default().with_parallelism(1))
+        .await
+        .expect("sequential list");
     let names: Vec<&str> = sequential.objects.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, expected, "sequential listing of {prefix:?}");
     for &parallelism in parallelisms {
@@ -244,11 +236,9 @@ async fn parallel_equals_sequential(
             if race && parallelism != 32 {
                 continue;
             }
-            let options = ListOptions {
-                parallelism,
-                race_sequential: race,
-                ..Default::default()
-            };
+            let options = ListOptions::default()
+                .with_parallelism(parallelism)
+                .with_race_sequential(race);
             let listing = list(store, prefix, &options).await.expect("list");
             assert!(
                 listing.objects == sequential.objects,
@@ -442,12 +432,10 @@ async fn check_adversarial(store: Arc<dyn Store>) {
     expected.sort();
     for page_size in [1, 3, 1000] {
         for parallelism in [1, 2, 7, 32] {
-            let options = ListOptions {
-                parallelism,
-                page_size,
-                race_sequential: false,
-                ..Default::default()
-            };
+            let options = ListOptions::default()
+                .with_parallelism(parallelism)
+                .with_page_size(page_size)
+                .with_race_sequential(false);
             let listing = list(&store, "data/", &options).await.expect("list");
             let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
             assert_eq!(
@@ -467,12 +455,10 @@ async fn check_adversarial(store: Arc<dyn Store>) {
     let listing = list(
         &store,
         "",
-        &ListOptions {
-            parallelism: 7,
-            page_size: 5,
-            race_sequential: false,
-            ..Default::default()
-        },
+        &ListOptions::default()
+            .with_parallelism(7)
+            .with_page_size(5)
+            .with_race_sequential(false),
     )
     .await
     .expect("list");
@@ -519,12 +505,10 @@ async fn empty_pages_with_a_token_are_followed_by_every_strategy() {
                 }
                 _ => Answer::Forward,
             }));
-        let options = ListOptions {
-            parallelism,
-            race_sequential: race,
-            page_size: 100,
-            ..Default::default()
-        };
+        let options = ListOptions::default()
+            .with_parallelism(parallelism)
+            .with_race_sequential(race)
+            .with_page_size(100);
         let got: Vec<String> = list(&store, "imgs/", &options)
             .await
             .unwrap()

@@ -422,10 +422,7 @@ impl Rendezvous {
 
     /// Every object name under `prefix` (the run's own objects: no temporary-name filter).
     async fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
-        let options = dataflux::ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        };
+        let options = dataflux::ListOptions::default().with_temp_prefix(String::new());
         let listing = dataflux::list(&self.store, prefix, &options).await?;
         Ok(listing.objects.into_iter().map(|o| o.name).collect())
     }

@@ -109,10 +109,7 @@ async fn leftovers(url: &str, run: &str) -> Vec<String> {
     let location = Location::parse(url).unwrap();
     let store = location.open_for_write().await.unwrap();
     let root = format!("{}dataflux-tmp/rendezvous/{run}/", location.prefix);
-    let options = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
+    let options = ListOptions::default().with_temp_prefix(String::new());
     let listing = dataflux::list(&store, &root, &options).await.unwrap();
     listing.objects.into_iter().map(|o| o.name).collect()
 }

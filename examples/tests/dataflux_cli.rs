@@ -69,10 +69,7 @@ async fn emulator_bucket(tag: &str) -> Option<(String, Arc<dyn Store>)> {
 }
 
 async fn temporaries(store: &Arc<dyn Store>) -> usize {
-    let options = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
+    let options = ListOptions::default().with_temp_prefix(String::new());
     list(store, "dataflux-tmp/", &options)
         .await
         .expect("list temporaries")

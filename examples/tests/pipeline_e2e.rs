@@ -248,10 +248,7 @@ fn wait_ok(child: Child, rank: usize) -> i32 {
 }
 
 async fn list_names(store: &Arc<dyn Store>, prefix: &str) -> Vec<String> {
-    let opts = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
+    let opts = ListOptions::default().with_temp_prefix(String::new());
     list(store, prefix, &opts)
         .await
         .expect("list")

@@ -257,10 +257,7 @@ async fn s3_bounded_listing_stops_at_its_bound() {
     let all = dataflux::list(
         &store,
         "b/",
-        &dataflux::ListOptions {
-            parallelism: 1,
-            ..Default::default()
-        },
+        &dataflux::ListOptions::default().with_parallelism(1),
     )
     .await
     .unwrap();

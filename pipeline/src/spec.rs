@@ -223,6 +223,7 @@ impl ModelSpec {
 
 /// Everything a job needs to know.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct JobSpec {
     /// The images: `gs://`, `s3://`, `file://`, a local path or `memory://`, with a prefix.
     pub input: Location,

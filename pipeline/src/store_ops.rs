@@ -78,10 +78,7 @@ pub(crate) async fn list_all(
     prefix: &str,
     deadline: Duration,
 ) -> Result<Vec<dataflux::ObjectMeta>> {
-    let options = ListOptions {
-        temp_prefix: String::new(),
-        ..Default::default()
-    };
+    let options = ListOptions::default().with_temp_prefix(String::new());
     let listing = with_deadline(deadline, "listing the run's objects", || {
         list(store, prefix, &options)
     })

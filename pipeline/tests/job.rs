@@ -278,10 +278,7 @@ async fn a_panicking_model_ends_the_job_with_the_stage_named() {
     let claims = dataflux::list(
         &store,
         "out/_dataflux/p/claims/",
-        &dataflux::ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        },
+        &dataflux::ListOptions::default().with_temp_prefix(String::new()),
     )
     .await
     .unwrap();
@@ -357,10 +354,7 @@ async fn a_stop_request_commits_or_releases_in_flight_chunks_and_a_rerun_finishe
     let claims = dataflux::list(
         &store,
         "out/_dataflux/s/claims/",
-        &dataflux::ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        },
+        &dataflux::ListOptions::default().with_temp_prefix(String::new()),
     )
     .await
     .unwrap();

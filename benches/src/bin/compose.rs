@@ -91,15 +91,13 @@ async fn fetch(
     let store: Arc<dyn Store> = location.open().await?;
     let mut listing = list(&store, &location.prefix, &ListOptions::default()).await?;
     listing.objects.truncate(take);
-    let config = DatasetConfig {
-        fetch: FetchOptions {
-            compose,
-            concurrency,
-            ..Default::default()
-        },
-        concurrency,
-        ..Default::default()
-    };
+    let config = DatasetConfig::default()
+        .with_fetch(
+            FetchOptions::default()
+                .with_compose(compose)
+                .with_concurrency(concurrency),
+        )
+        .with_concurrency(concurrency);
     let dataset = Dataset::from_listing(Arc::clone(&store), listing, config);
     let before = store.stats().snapshot();
     let cpu = || {

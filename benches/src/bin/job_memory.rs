@@ -110,13 +110,11 @@ async fn main() -> Result<()> {
                 )
                 .await?;
         }
-        let spec = JobSpec {
-            input: Location::parse(&format!("memory://{name}/imgs"))?,
-            output: Location::parse(&format!("memory://{name}/out"))?,
-            run_id: Some("mem".into()),
-            decode_threads: 1,
-            ..JobSpec::default()
-        };
+        let spec = JobSpec::default()
+            .with_input(Location::parse(&format!("memory://{name}/imgs"))?)
+            .with_output(Location::parse(&format!("memory://{name}/out"))?)
+            .with_run_id(Some("mem".into()))
+            .with_decode_threads(1);
         let stores = Stores {
             input: store.clone(),
             output: store.clone(),

@@ -138,19 +138,11 @@ async fn run(args: &Args, emulator: &Emulator) -> Result<()> {
     );
     for &n in &args.objects {
         let url = format!("gs://list-{n}/coco/");
-        let sequential = ListOptions {
-            parallelism: 1,
-            ..Default::default()
-        };
-        let parallel = ListOptions {
-            parallelism: args.parallelism,
-            race_sequential: false,
-            ..Default::default()
-        };
-        let raced = ListOptions {
-            parallelism: args.parallelism,
-            ..Default::default()
-        };
+        let sequential = ListOptions::default().with_parallelism(1);
+        let parallel = ListOptions::default()
+            .with_parallelism(args.parallelism)
+            .with_race_sequential(false);
+        let raced = ListOptions::default().with_parallelism(args.parallelism);
         let seq = measure(emulator, &url, &sequential, args.repeat, n).await?;
         let par = measure(emulator, &url, &parallel, args.repeat, n).await?;
         let race = measure(emulator, &url, &raced, args.repeat, n).await?;

@@ -275,10 +275,7 @@ async fn keys_live_under_the_temporary_prefix() {
     let rdzv = rank("memory://rdzv-unit/images/", "r1", 0, 1).await;
     assert_eq!(rdzv.root(), "images/dataflux-tmp/rendezvous/r1/");
     rdzv.set("k", "v").await.unwrap();
-    let options = dataflux::ListOptions {
-        temp_prefix: "images/dataflux-tmp/".into(),
-        ..Default::default()
-    };
+    let options = dataflux::ListOptions::default().with_temp_prefix("images/dataflux-tmp/");
     let listing = dataflux::list(rdzv.store(), "images/", &options)
         .await
         .unwrap();

@@ -164,16 +164,14 @@ fn main() -> ExitCode {
 async fn run_list(args: ListArgs) -> Result<ExitCode> {
     let location = Location::parse(&args.url)?;
     let store = location.open().await?;
-    let options = ListOptions {
-        parallelism: if args.sequential {
+    let options = ListOptions::default()
+        .with_parallelism(if args.sequential {
             1
         } else {
             args.parallelism.max(1)
-        },
-        race_sequential: !args.sequential,
-        temp_prefix: args.temp_prefix.clone(),
-        ..Default::default()
-    };
+        })
+        .with_race_sequential(!args.sequential)
+        .with_temp_prefix(args.temp_prefix.clone());
     let start = Instant::now();
     let listing = list(&store, &location.prefix, &options)
         .await

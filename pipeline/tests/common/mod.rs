@@ -216,10 +216,7 @@ pub async fn leftovers(store: &Arc<dyn Store>, run: &str) -> Vec<String> {
     let all = dataflux::list(
         store,
         "",
-        &dataflux::ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        },
+        &dataflux::ListOptions::default().with_temp_prefix(String::new()),
     )
     .await
     .unwrap();
@@ -240,10 +237,7 @@ pub async fn commits(store: &Arc<dyn Store>, run: &str) -> usize {
     dataflux::list(
         store,
         &format!("out/_dataflux/{run}/commits/"),
-        &dataflux::ListOptions {
-            temp_prefix: String::new(),
-            ..Default::default()
-        },
+        &dataflux::ListOptions::default().with_temp_prefix(String::new()),
     )
     .await
     .map(|l| l.objects.len())
