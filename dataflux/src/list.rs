@@ -1,12 +1,14 @@
 //! Listing: parallel, work-stealing, raced against a plain sequential listing.
 //!
 //! A remote listing starts with one worker owning the whole name range under the prefix.
-//! After each page a busy worker looks for idle workers; if some wait, it splits what is left
-//! of its range (`(last name seen, end]`) into that many more parts at lexicographic points
-//! ([`crate::split`]) and hands the upper parts over. Each worker asks the store only for its
-//! own range (GCS `startOffset`/`endOffset`; other stores stop at the bound client-side).
-//! Meanwhile a plain sequential listing runs too, and whichever finishes first is returned,
-//! so a small prefix costs no more than a sequential listing.
+//! From its first page on, a worker without work takes the upper part of a busy worker's
+//! piece (see [`parallel`]): the open-ended top piece is cut at points extrapolated from the
+//! first page, geometrically further each time, and bounded pieces are halved, the one with
+//! the most pages left first, at lexicographic points ([`crate::split`]). Each worker asks the
+//! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
+//! client-side). Meanwhile a plain sequential listing runs too, until the parallel one first
+//! splits work, and whichever finishes first is returned, so a small prefix costs no more
+//! than a sequential listing.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::meta::ObjectMeta;
-use crate::split::{extrapolate_points, split_points};
+use crate::split::{extrapolate_at, pages_left, split_at, split_points, Radix};
 use crate::store::{Page, PageRequest, Store, MAX_PAGE};
 
 /// The default prefix for the library's temporary objects (composites), excluded from listings.
@@ -247,22 +249,205 @@ pub(crate) async fn next_page(
     })
 }
 
-/// A name range `(after, upto]`; `None` bounds are open.
+/// Pieces with fewer pages left than this (as estimated from their last page) are not split:
+/// a piece of under three pages costs more in the extra partial page a split adds than it
+/// gains in time.
+const MIN_SPLIT_PAGES: f64 = 3.0;
+
+/// A worker whose bounded piece is split keeps at most this many pages (as estimated from its
+/// last page) and hands the rest over: where names are dense only just past its cursor (a
+/// folder of files among sparse names), halving the piece would cut off an empty upper half
+/// again and again; keeping a few pages gives the rest, all the names past them, to one
+/// other worker, whose first page then tells how dense they are.
+const KEEP_PAGES: f64 = 8.0;
+
+/// How many doublings past the open piece's start are tried for a split point above its
+/// owner's cursor.
+const MAX_DOUBLINGS: u32 = 64;
+
+/// A piece of the name range, `(after, upto]`, held by one worker at a time; `None` bounds
+/// are open. `after` moves up as the worker lists; `upto` moves down when another worker
+/// takes the upper part.
 #[derive(Debug, Clone)]
-struct KeyRange {
+struct Piece {
     after: Option<String>,
     upto: Option<String>,
+    /// The first and last names of the piece's latest page, and the numbering learned from
+    /// it: how dense its names are.
+    page: Option<(String, String, Option<Radix>)>,
+    live: bool,
 }
+
+/// The open-ended top piece and what its splits are extrapolated from.
+#[derive(Debug)]
+struct OpenTop {
+    id: usize,
+    /// The latest page listed at the top of the range (by this piece's holder, or by the
+    /// piece it was cut from).
+    sample: Vec<String>,
+    /// Where the piece starts: this many pages of `sample` past the sample's last name.
+    at: u128,
+    /// Whether it was halved (no extrapolation possible) since the sample was taken.
+    halved: bool,
+    /// Splits of the top allowed before its holder shows that names go on past its start:
+    /// doubled by each full page listed at the top (1, 2, 4, … up to [`MAX_TOP_SPLITS`]), so
+    /// that a short listing cuts few empty pieces past its end and a long one still reaches
+    /// its end in a few requests' time.
+    allowance: u32,
+    /// The last allowance granted.
+    granted: u32,
+}
+
+/// The most splits of the open-ended top granted at once.
+const MAX_TOP_SPLITS: u32 = 16;
 
 #[derive(Debug, Default)]
 struct Shared {
-    queue: VecDeque<KeyRange>,
-    /// Workers holding a range.
+    pieces: Vec<Piece>,
+    /// Pieces waiting for a worker (only the first, whole range).
+    queue: VecDeque<usize>,
+    /// Workers holding a piece.
     busy: usize,
-    /// Workers waiting for one.
-    idle: usize,
     failed: bool,
+    /// Characters seen in names so far, for split points.
     alphabet: BTreeSet<char>,
+    /// The open-ended piece: there is at most one, the top of the range.
+    open: Option<OpenTop>,
+    /// Everything listed so far (one vector, grown in small steps: see [`Shared::keep`]).
+    out: Vec<ObjectMeta>,
+}
+
+impl Shared {
+    /// Stores a page's objects. The vector grows by an eighth at a time rather than doubling,
+    /// so that at millions of objects its unused capacity stays small; a large block grows
+    /// in place or by remapping, without copying.
+    fn keep(&mut self, objects: Vec<ObjectMeta>) {
+        let spare = self.out.capacity() - self.out.len();
+        if spare < objects.len() {
+            self.out
+                .reserve_exact((self.out.len() / 8).max(objects.len() * 4));
+        }
+        self.out.extend(objects);
+    }
+
+    /// Takes the upper part of the piece with the most work left, for a worker that has none.
+    fn steal(&mut self, prefix: &str) -> Option<usize> {
+        let alphabet: Vec<char> = self.alphabet.iter().copied().collect();
+        let (victim, point, inherit) = match self.steal_open(prefix, &alphabet) {
+            Some((victim, point)) => (victim, point, false),
+            None => self.steal_bounded(prefix, &alphabet)?,
+        };
+        let victim = &mut self.pieces[victim];
+        let upto = victim.upto.replace(point.clone());
+        // Cut from a piece whose density is known, the new piece starts with its neighbour's,
+        // so that it can be split again at once, before its own first page. Pieces cut from
+        // the open top wait for their own: they may lie past the end of the names.
+        // A cut placed without the page's numbering used what the page says: the holder lists
+        // another before its piece is cut again.
+        let page = if inherit {
+            victim.page.clone()
+        } else {
+            victim.page.take();
+            None
+        };
+        self.pieces.push(Piece {
+            after: Some(point),
+            upto,
+            page,
+            live: true,
+        });
+        Some(self.pieces.len() - 1)
+    }
+
+    /// Splits the open-ended piece: its holder keeps up to twice as far from the latest top
+    /// page as it started (at least two pages), so that the pieces grow geometrically while
+    /// nothing says where the names end, and few empty pieces are cut past their end. Where
+    /// the page cannot be extrapolated, what is left of the prefix is halved, once per page.
+    fn steal_open(&mut self, prefix: &str, alphabet: &[char]) -> Option<(usize, String)> {
+        let next_id = self.pieces.len();
+        let top = self.open.as_mut().filter(|t| t.allowance > 0)?;
+        let cursor = self.pieces[top.id].after.as_deref().unwrap_or(prefix);
+        let first = top.at.saturating_mul(2).max(top.at.saturating_add(2));
+        let multiples: Vec<u128> = (0..MAX_DOUBLINGS)
+            .map_while(|k| first.checked_mul(1u128 << k))
+            .collect();
+        let points = extrapolate_at(prefix, &top.sample, &multiples);
+        let found = points
+            .iter()
+            .zip(&multiples)
+            .find(|(p, _)| p.as_str() > cursor)
+            .map(|(p, m)| (p.clone(), *m));
+        let (point, at) = match found {
+            Some(found) => found,
+            None if !top.halved => (
+                split_points(prefix, cursor, None, 2, alphabet)
+                    .into_iter()
+                    .next()?,
+                u128::MAX,
+            ),
+            None => return None,
+        };
+        let victim = top.id;
+        top.id = next_id;
+        top.at = at;
+        top.halved = at == u128::MAX;
+        top.allowance -= 1;
+        Some((victim, point))
+    }
+
+    /// Splits the bounded piece with the most pages left, if it has at least
+    /// [`MIN_SPLIT_PAGES`]: its holder keeps half, at most [`KEEP_PAGES`]. Also says whether
+    /// the cut was placed by the page's own numbering (then the new piece may inherit its
+    /// density).
+    fn steal_bounded(&self, prefix: &str, alphabet: &[char]) -> Option<(usize, String, bool)> {
+        let mut best: Option<(usize, f64)> = None;
+        for (id, piece) in self.pieces.iter().enumerate() {
+            let (Some(upto), Some((first, last, radix)), true) =
+                (&piece.upto, &piece.page, piece.live)
+            else {
+                continue;
+            };
+            let cursor = piece.after.as_deref().unwrap_or(prefix);
+            let left = match radix {
+                Some(r) if r.covers(cursor) && r.covers(upto) => {
+                    r.pages_left(first, last, cursor, upto)
+                }
+                // The bound lies past the names like the page's (another folder): how much
+                // is left cannot be told, so the piece is large.
+                Some(_) => None,
+                // Without a numbering, only the piece's own last page tells.
+                None if cursor == last => pages_left(first, last, upto, alphabet),
+                None => continue,
+            }
+            .unwrap_or(f64::INFINITY);
+            if left >= MIN_SPLIT_PAGES && best.is_none_or(|(_, b)| left > b) {
+                best = Some((id, left));
+            }
+        }
+        let (id, left) = best?;
+        let piece = &self.pieces[id];
+        let cursor = piece.after.as_deref().unwrap_or(prefix);
+        let upto = piece.upto.as_deref()?;
+        let keep = if left.is_finite() {
+            (KEEP_PAGES / left).min(0.5)
+        } else {
+            0.5
+        };
+        let radix = piece
+            .page
+            .as_ref()
+            .and_then(|(_, _, r)| r.as_ref())
+            .filter(|r| r.covers(cursor) && r.covers(upto));
+        if let Some(point) = radix.and_then(|r| r.between(cursor, upto, keep)) {
+            return Some((id, point, true));
+        }
+        let point = split_at(prefix, cursor, upto, keep, alphabet).or_else(|| {
+            split_points(prefix, cursor, Some(upto), 2, alphabet)
+                .into_iter()
+                .next()
+        })?;
+        Some((id, point, false))
+    }
 }
 
 struct Coordinator {
@@ -270,6 +455,7 @@ struct Coordinator {
     wake: Notify,
     /// Told once, the first time work is split (ends the sequential racer).
     warm: Option<Arc<Notify>>,
+    prefix: String,
 }
 
 impl Coordinator {
@@ -279,8 +465,9 @@ impl Coordinator {
             .map_err(|_| Error::Task("listing state poisoned".into()))
     }
 
-    /// The next range to list, or `None` when every range is done (or the listing failed).
-    async fn next_range(&self) -> Result<Option<KeyRange>> {
+    /// The next piece to list (waiting, or splitting a busy one), or `None` when every piece
+    /// is done (or the listing failed).
+    async fn next_piece(&self) -> Result<Option<usize>> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -290,24 +477,91 @@ impl Coordinator {
                 if st.failed {
                     return Ok(None);
                 }
-                if let Some(r) = st.queue.pop_front() {
+                if let Some(id) = st.queue.pop_front() {
                     st.busy += 1;
-                    return Ok(Some(r));
+                    return Ok(Some(id));
+                }
+                if let Some(id) = st.steal(&self.prefix) {
+                    st.busy += 1;
+                    drop(st);
+                    if let Some(warm) = &self.warm {
+                        // Stores a permit if the racer is not waiting yet; repeats are harmless.
+                        warm.notify_one();
+                    }
+                    return Ok(Some(id));
                 }
                 if st.busy == 0 {
                     drop(st);
                     self.wake.notify_waiters();
                     return Ok(None);
                 }
-                st.idle += 1;
             }
             notified.await;
-            self.lock()?.idle -= 1;
         }
     }
 
-    fn done_with_range(&self) -> Result<()> {
-        self.lock()?.busy -= 1;
+    /// The bounds the piece's next request asks for.
+    fn bounds(&self, id: usize) -> Result<(Option<String>, Option<String>)> {
+        let st = self.lock()?;
+        let piece = &st.pieces[id];
+        Ok((piece.after.clone(), piece.upto.clone()))
+    }
+
+    /// Keeps what a page holds inside the piece's bounds as they are now (another worker may
+    /// have taken the upper part while the request was out) and moves the piece on. Returns
+    /// whether the piece is done.
+    fn record(&self, id: usize, page: Page) -> Result<bool> {
+        let prefix_len = self.prefix.len();
+        let mut st = self.lock()?;
+        if st.failed {
+            return Ok(true);
+        }
+        let mut objects = page.objects;
+        let mut done = !page.more;
+        if let Some(upto) = st.pieces[id].upto.as_deref() {
+            let before = objects.len();
+            objects.retain(|o| o.name.as_str() <= upto);
+            // A name past the bound: the rest of the piece came back in this page.
+            done |= objects.len() < before;
+        }
+        let (Some(first), Some(last)) = (objects.first(), objects.last()) else {
+            drop(st);
+            self.wake.notify_waiters();
+            return Ok(true);
+        };
+        let (first, last) = (first.name.clone(), last.name.clone());
+        for o in &objects {
+            st.alphabet
+                .extend(o.name.get(prefix_len..).unwrap_or_default().chars());
+        }
+        if let Some(top) = st.open.as_mut().filter(|t| t.id == id && !done) {
+            if objects.len() > 1 {
+                top.sample = objects.iter().map(|o| o.name.clone()).collect();
+                top.at = 0;
+                top.halved = false;
+            }
+            top.granted = (top.granted * 2).clamp(1, MAX_TOP_SPLITS);
+            top.allowance = top.granted;
+        }
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        let radix = Radix::learn(&self.prefix, &names);
+        let piece = &mut st.pieces[id];
+        piece.after = Some(last.clone());
+        piece.page = Some((first, last, radix));
+        st.keep(objects);
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(done)
+    }
+
+    fn done_with(&self, id: usize) -> Result<()> {
+        let mut st = self.lock()?;
+        st.busy -= 1;
+        st.pieces[id].live = false;
+        if st.open.as_ref().is_some_and(|t| t.id == id) {
+            st.open = None;
+        }
+        drop(st);
         self.wake.notify_waiters();
         Ok(())
     }
@@ -320,6 +574,21 @@ impl Coordinator {
     }
 }
 
+/// Work-stealing listing. One worker starts with the whole range. From its first page on,
+/// a worker without work takes the upper part of another's piece:
+///
+/// - of the open-ended top piece, at a point extrapolated from the latest page listed there,
+///   each cut twice as far as the last (so the ramp-up takes a few requests' time whatever
+///   the size), and only as many cuts as the top's holder has shown full pages for (1, 2, 4,
+///   …), so a short listing cuts few empty pieces past its end;
+/// - else of the bounded piece with the most pages left, as its last page's density says:
+///   its holder keeps half, at most [`KEEP_PAGES`]. A piece cut so inherits the density and
+///   can be cut again at once, so that a large piece is shared out in one round, not one
+///   worker per round.
+///
+/// A worker whose piece was cut below a page it was fetching drops the names past the cut;
+/// so each name is kept by exactly one worker, and every piece ends with at most one partial
+/// page.
 async fn parallel(
     store: &Arc<dyn Store>,
     prefix: &str,
@@ -328,127 +597,69 @@ async fn parallel(
 ) -> Result<Vec<ObjectMeta>> {
     let coord = Arc::new(Coordinator {
         state: Mutex::new(Shared {
-            queue: VecDeque::from([KeyRange {
+            pieces: vec![Piece {
                 after: None,
                 upto: None,
-            }]),
+                page: None,
+                live: true,
+            }],
+            queue: VecDeque::from([0]),
+            open: Some(OpenTop {
+                id: 0,
+                sample: Vec::new(),
+                at: 0,
+                halved: true,
+                allowance: 0,
+                granted: 0,
+            }),
             alphabet: prefix.chars().collect(),
             ..Default::default()
         }),
         wake: Notify::new(),
         warm,
+        prefix: prefix.to_string(),
     });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.parallelism {
         let coord = coord.clone();
         let store = store.clone();
-        let prefix = prefix.to_string();
         let page_size = options.page_size;
         workers.spawn(async move {
-            let result = worker(&coord, store.as_ref(), &prefix, page_size).await;
+            let result = worker(&coord, store.as_ref(), page_size).await;
             if result.is_err() {
                 coord.fail();
             }
             result
         });
     }
-    let mut out = Vec::new();
     while let Some(joined) = workers.join_next().await {
         match joined {
-            Ok(Ok(objects)) => out.extend(objects),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(e) => return Err(Error::Task(e.to_string())),
         }
     }
-    Ok(out)
+    let mut st = coord.lock()?;
+    Ok(std::mem::take(&mut st.out))
 }
 
-async fn worker(
-    coord: &Coordinator,
-    store: &dyn Store,
-    prefix: &str,
-    page_size: usize,
-) -> Result<Vec<ObjectMeta>> {
-    let mut out = Vec::new();
-    while let Some(mut range) = coord.next_range().await? {
+async fn worker(coord: &Coordinator, store: &dyn Store, page_size: usize) -> Result<()> {
+    while let Some(id) = coord.next_piece().await? {
         loop {
+            let (after, upto) = coord.bounds(id)?;
             let page = next_page(
                 store,
-                prefix,
-                range.after.as_deref(),
-                range.upto.as_deref(),
+                &coord.prefix,
+                after.as_deref(),
+                upto.as_deref(),
                 page_size,
             )
             .await?;
-            let Some(last) = page.objects.last().map(|o| o.name.clone()) else {
-                break;
-            };
-            let mut chars: BTreeSet<char> = BTreeSet::new();
-            for o in &page.objects {
-                chars.extend(o.name[prefix.len().min(o.name.len())..].chars());
-            }
-            let more = page.more;
-            if more {
-                range.after = Some(last);
-                share_work(coord, &mut range, prefix, &page.objects, chars)?;
-            }
-            out.extend(page.objects);
-            if !more {
+            if coord.record(id, page)? {
                 break;
             }
         }
-        coord.done_with_range()?;
-    }
-    Ok(out)
-}
-
-/// Hands the upper parts of `range` to idle workers, if any wait and none is served yet.
-fn share_work(
-    coord: &Coordinator,
-    range: &mut KeyRange,
-    prefix: &str,
-    page: &[ObjectMeta],
-    seen: BTreeSet<char>,
-) -> Result<()> {
-    let mut st = coord.lock()?;
-    st.alphabet.extend(seen);
-    let hungry = st.idle.saturating_sub(st.queue.len());
-    if hungry == 0 {
-        return Ok(());
-    }
-    let lo = range.after.clone().unwrap_or_else(|| prefix.to_string());
-    let alphabet: Vec<char> = st.alphabet.iter().copied().collect();
-    // Open-ended: page-sized pieces at the density just seen, the last one open. Bounded:
-    // even parts.
-    let mut points = match range.upto {
-        None => {
-            let names: Vec<&str> = page.iter().map(|o| o.name.as_str()).collect();
-            extrapolate_points(prefix, &names, hungry)
-        }
-        Some(_) => Vec::new(),
-    };
-    if points.is_empty() {
-        points = split_points(prefix, &lo, range.upto.as_deref(), hungry + 1, &alphabet);
-    }
-    if points.is_empty() {
-        return Ok(());
-    }
-    // Keep (after, p1]; give away (p1, p2], …, (pn, upto].
-    let mut bounds = points.into_iter();
-    let mut lower = bounds.next();
-    let original_upto = std::mem::replace(&mut range.upto, lower.clone());
-    for p in bounds.map(Some).chain(std::iter::once(original_upto)) {
-        st.queue.push_back(KeyRange {
-            after: lower.take(),
-            upto: p.clone(),
-        });
-        lower = p;
-    }
-    drop(st);
-    coord.wake.notify_waiters();
-    if let Some(warm) = &coord.warm {
-        // Stores a permit if the racer is not waiting yet; repeated calls are harmless.
-        warm.notify_one();
+        coord.done_with(id)?;
     }
     Ok(())
 }
