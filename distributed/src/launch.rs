@@ -14,7 +14,9 @@
 //! - `--nnodes` defaults to `DATAFLUX_NNODES`, else 1; `--nproc-per-node` to
 //!   `DATAFLUX_NPROC_PER_NODE`, else 1.
 //! - `--run-id` (default `DATAFLUX_RUN_ID`) is passed on as `DATAFLUX_RUN_ID`; on a single
-//!   node without one, a fresh id is made up so that the children can rendezvous.
+//!   node without one, an id is derived from the command and the process count, so that the
+//!   children can rendezvous and the same launch run again carries on the same run (after
+//!   exit 75, say) instead of starting a new one.
 //! - SIGTERM and SIGINT are forwarded to every child's process group. When a child fails,
 //!   the others get SIGTERM (and SIGKILL after `--grace-period-s`), and the launcher exits
 //!   with the first failing child's code (128 + signal for a child killed by a signal);
@@ -30,7 +32,6 @@ use clap::Parser;
 use futures::stream::{FuturesUnordered, StreamExt};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use rand::Rng;
 use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
@@ -138,11 +139,7 @@ impl LaunchArgs {
         }
         let run_id = match &self.run_id {
             Some(id) => Some(id.clone()),
-            None if single_node => Some(format!(
-                "local-{}-{:08x}",
-                std::process::id(),
-                rand::rng().random::<u32>()
-            )),
+            None if single_node => Some(local_run_id(&self.command, self.nproc_per_node)),
             None => None,
         };
         if let Some(id) = run_id {
@@ -381,6 +378,20 @@ fn signal_all(groups: &[Option<Pid>], sig: Signal) {
     }
 }
 
+/// The run id of a single-node launch without one: `local-` and a hash of the command and
+/// the process count, the same for the same launch (FNV-1a, written out because it is six
+/// lines and must not change between builds, as `std`'s hasher may).
+fn local_run_id(command: &[String], nproc_per_node: usize) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let nproc = nproc_per_node.to_string();
+    for part in command.iter().map(String::as_str).chain([nproc.as_str()]) {
+        for byte in part.bytes().chain([0]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("local-{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +518,19 @@ mod tests {
         let child = plan.child_env(0);
         assert_eq!(get(&child, "MASTER_ADDR"), Some("127.0.0.1"));
         assert!(get(&child, "DATAFLUX_RUN_ID").is_some_and(|id| id.starts_with("local-")));
+        // The same launch again gets the same id (it carries on the run); another does not.
+        let again = args(&["--", "x"]).plan(env(&[])).unwrap().child_env(0);
+        assert_eq!(
+            get(&again, "DATAFLUX_RUN_ID"),
+            get(&child, "DATAFLUX_RUN_ID")
+        );
+        let other = args(&["--nproc-per-node", "2", "--", "x"])
+            .plan(env(&[]))
+            .unwrap();
+        assert_ne!(
+            get(&other.child_env(0), "DATAFLUX_RUN_ID"),
+            get(&child, "DATAFLUX_RUN_ID")
+        );
         let multi = args(&["--nnodes", "2", "--", "x"]).plan(env(&[])).unwrap();
         assert_eq!(get(&multi.child_env(0), "DATAFLUX_RUN_ID"), None);
         assert_eq!(get(&multi.child_env(0), "MASTER_ADDR"), None);
