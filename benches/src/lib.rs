@@ -1,11 +1,14 @@
 //! Shared helpers for the benchmark binaries: a private fake-gcs-server preloaded from a
-//! folder, a delaying HTTP proxy that adds a fixed latency to every request, ViT classifiers
+//! folder, a delaying HTTP proxy that adds a fixed latency to every request, the synthetic
+//! bucket contents of the listing-at-scale bench ([`listgen`]), ViT classifiers
 //! and CLIP image embedders with random weights (no checkpoint can be downloaded here), and
 //! the deterministic photo-like JPEGs the preprocessing benches feed to both sides.
 //!
 //! The storage benches run against their own emulator (never the one tests share) on a
 //! free port, preloaded with `-data` (thousands of objects in seconds instead of minutes of
 //! uploads), behind [`DelayProxy`], which models the round trip to real GCS.
+
+pub mod listgen;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
