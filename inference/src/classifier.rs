@@ -9,8 +9,9 @@ use candle_nn::VarBuilder;
 use crate::config::{PreprocessorConfig, ViTConfig};
 use crate::device::DeviceSpec;
 use crate::error::{Error, PreprocessError, Result};
-use crate::preprocess::{batch_tensor, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
+use crate::preprocess::{batch_tensor, CroppedImage, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
 use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
+use crate::staging::PixelStager;
 use crate::vit::ViTForImageClassification;
 
 /// One class of a top-k answer.
@@ -33,6 +34,7 @@ pub struct Classifier {
     model: ViTForImageClassification,
     labels: Vec<String>,
     preprocessor: Preprocessor,
+    stager: PixelStager,
     config: ViTConfig,
 }
 
@@ -79,10 +81,18 @@ impl Classifier {
     ) -> Result<Self> {
         let model = ViTForImageClassification::new(&config, vb, weights)?;
         let labels = config.labels(model.num_labels());
+        let preprocessor = Preprocessor::new(preprocessor);
+        let stager = PixelStager::new(
+            &preprocessor,
+            model.image_size(),
+            model.device(),
+            model.dtype(),
+        )?;
         Ok(Classifier {
             model,
             labels,
-            preprocessor: Preprocessor::new(preprocessor),
+            preprocessor,
+            stager,
             config,
         })
     }
@@ -92,9 +102,17 @@ impl Classifier {
         &self.preprocessor
     }
 
-    /// Replaces the preprocessor (to change mode or limits).
-    pub fn set_preprocessor(&mut self, preprocessor: Preprocessor) {
+    /// Replaces the preprocessor (to change mode or limits); fails only when its
+    /// normalisation tables cannot be put on the device.
+    pub fn set_preprocessor(&mut self, preprocessor: Preprocessor) -> Result<()> {
+        self.stager = self.stager.clone().with_preprocessor(&preprocessor)?;
         self.preprocessor = preprocessor;
+        Ok(())
+    }
+
+    /// What turns [`CroppedImage`]s into the model's input on its device.
+    pub fn stager(&self) -> &PixelStager {
+        &self.stager
     }
 
     /// Switches the preprocessor between exact and fast mode, keeping its limits.
@@ -140,6 +158,20 @@ impl Classifier {
             return Ok(Vec::new());
         }
         let logits = self.logits(&self.batch_tensor(images)?)?;
+        self.top_k(&logits, top_k)
+    }
+
+    /// [`Classifier::classify`] for 8-bit images ([`Preprocessor::preprocess_u8`]): on CUDA
+    /// they are uploaded as they are and normalised on the device ([`PixelStager`]).
+    pub fn classify_cropped(
+        &self,
+        images: &[CroppedImage],
+        top_k: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.logits(&self.stager.stage(images)?)?;
         self.top_k(&logits, top_k)
     }
 

@@ -9,8 +9,9 @@ use crate::clip::ClipImageEncoder;
 use crate::config::{ClipConfig, PreprocessorConfig};
 use crate::device::DeviceSpec;
 use crate::error::Result;
-use crate::preprocess::{batch_tensor, PreparedImage, PreprocessMode, Preprocessor};
+use crate::preprocess::{batch_tensor, CroppedImage, PreparedImage, PreprocessMode, Preprocessor};
 use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
+use crate::staging::PixelStager;
 
 /// A CLIP image embedder (`CLIPModel` or `CLIPVisionModelWithProjection`) with its
 /// preprocessing.
@@ -35,6 +36,7 @@ use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
 pub struct Embedder {
     model: ClipImageEncoder,
     preprocessor: Preprocessor,
+    stager: PixelStager,
     config: ClipConfig,
 }
 
@@ -80,9 +82,17 @@ impl Embedder {
         weights: &Path,
     ) -> Result<Self> {
         let model = ClipImageEncoder::new(&config, vb, weights)?;
+        let preprocessor = Preprocessor::new(preprocessor);
+        let stager = PixelStager::new(
+            &preprocessor,
+            model.image_size(),
+            model.device(),
+            model.dtype(),
+        )?;
         Ok(Embedder {
             model,
-            preprocessor: Preprocessor::new(preprocessor),
+            preprocessor,
+            stager,
             config,
         })
     }
@@ -92,9 +102,17 @@ impl Embedder {
         &self.preprocessor
     }
 
-    /// Replaces the preprocessor (to change mode or limits).
-    pub fn set_preprocessor(&mut self, preprocessor: Preprocessor) {
+    /// Replaces the preprocessor (to change mode or limits); fails only when its
+    /// normalisation tables cannot be put on the device.
+    pub fn set_preprocessor(&mut self, preprocessor: Preprocessor) -> Result<()> {
+        self.stager = self.stager.clone().with_preprocessor(&preprocessor)?;
         self.preprocessor = preprocessor;
+        Ok(())
+    }
+
+    /// What turns [`CroppedImage`]s into the model's input on its device.
+    pub fn stager(&self) -> &PixelStager {
+        &self.stager
     }
 
     /// Switches the preprocessor between exact and fast mode, keeping its limits.
@@ -147,6 +165,16 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let out = self.embeddings(&self.batch_tensor(images)?, normalize)?;
+        Ok(out.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    }
+
+    /// [`Embedder::embed`] for 8-bit images ([`Preprocessor::preprocess_u8`]): on CUDA they
+    /// are uploaded as they are and normalised on the device ([`PixelStager`]).
+    pub fn embed_cropped(&self, images: &[CroppedImage], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.embeddings(&self.stager.stage(images)?, normalize)?;
         Ok(out.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
     }
 }

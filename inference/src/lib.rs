@@ -9,6 +9,7 @@
 //! - [`clip`]: CLIP's image tower and projection, in Hugging Face's weight layout.
 //! - [`classifier`]: loading, batched top-k classification, pipelined classification.
 //! - [`embedder`]: loading, batched image embeddings (L2-normalised or raw).
+//! - [`staging`]: 8-bit batches to the model's input on its device (normalised on the GPU).
 //! - [`device`]: `auto`, `cpu`, `cuda:N`.
 //!
 //! ```no_run
@@ -42,6 +43,7 @@ pub mod preprocess;
 mod resample;
 mod simd;
 pub mod source;
+pub mod staging;
 mod transformer;
 pub mod vit;
 
@@ -50,8 +52,11 @@ pub use config::{ClipConfig, ClipVisionConfig, PreprocessorConfig, Resample, Res
 pub use device::DeviceSpec;
 pub use embedder::Embedder;
 pub use error::{Error, PreprocessError, Result};
-pub use preprocess::{DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
+pub use preprocess::{
+    CroppedImage, DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor,
+};
 pub use source::{LoadOptions, ModelFiles, ModelSource};
+pub use staging::PixelStager;
 pub use transformer::Act;
 
 /// Re-export of candle's tensor types used in this crate's API.

@@ -131,6 +131,23 @@ pub struct PreparedImage {
     pub source_height: u32,
 }
 
+/// A decoded, resized and centre-cropped image in 8 bits, channels first (`3 x height x
+/// width`), before normalisation: a quarter of a [`PreparedImage`]'s bytes. A GPU job uploads
+/// these and normalises on the device ([`crate::PixelStager`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CroppedImage {
+    /// Pixel levels, channels first (`3 x height x width`).
+    pub pixels: Vec<u8>,
+    /// Output height.
+    pub height: u32,
+    /// Output width.
+    pub width: u32,
+    /// Width of the decoded image (in fast mode, after any draft reduction).
+    pub source_width: u32,
+    /// Height of the decoded image (in fast mode, after any draft reduction).
+    pub source_height: u32,
+}
+
 /// Turns encoded image bytes into [`PreparedImage`]s. Cheap to clone (shares its tables).
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
@@ -196,21 +213,100 @@ impl Preprocessor {
 
     /// Decodes, converts, resizes and normalizes one encoded image.
     pub fn preprocess(&self, bytes: &[u8]) -> Result<PreparedImage, PreprocessError> {
+        self.prepare_rgb8(&self.decode(bytes)?)
+    }
+
+    /// Decodes, converts, resizes and crops one encoded image, leaving it in 8 bits for
+    /// normalisation on the model's device ([`crate::PixelStager`]).
+    /// [`Preprocessor::normalize_cropped`] of the result equals [`Preprocessor::preprocess`]
+    /// bit for bit.
+    pub fn preprocess_u8(&self, bytes: &[u8]) -> Result<CroppedImage, PreprocessError> {
+        self.crop_rgb8(&self.decode(bytes)?)
+    }
+
+    /// Steps 1 and 2: the 8-bit RGB image (in fast mode, reduced while decoding).
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
         let on_white = self.config.alpha_on_white;
-        let rgb = match self.mode {
-            PreprocessMode::Exact => decode_rgb8_as(bytes, &self.limits, on_white)?,
+        match self.mode {
+            PreprocessMode::Exact => decode_rgb8_as(bytes, &self.limits, on_white),
             PreprocessMode::Fast => {
                 match decode_reduced(bytes, &self.limits, self.config.width, self.config.height) {
-                    Some(reduced) => reduced?,
-                    None => decode_rgb8_as(bytes, &self.limits, on_white)?,
+                    Some(reduced) => reduced,
+                    None => decode_rgb8_as(bytes, &self.limits, on_white),
                 }
             }
-        };
-        self.prepare_rgb8(&rgb)
+        }
     }
 
     /// Resizes, crops and normalizes an already decoded RGB image (steps 3 to 5).
     pub fn prepare_rgb8(&self, rgb: &RgbImage) -> Result<PreparedImage, PreprocessError> {
+        let pixels = self.with_resized(rgb, |resized, w, h| self.crop_normalize(resized, w, h))?;
+        let (sw, sh) = rgb.dimensions();
+        Ok(PreparedImage {
+            pixels,
+            height: self.config.height,
+            width: self.config.width,
+            source_width: sw,
+            source_height: sh,
+        })
+    }
+
+    /// Resizes and crops an already decoded RGB image (steps 3 and 4), channels first, in 8
+    /// bits.
+    pub fn crop_rgb8(&self, rgb: &RgbImage) -> Result<CroppedImage, PreprocessError> {
+        let pixels = self.with_resized(rgb, |resized, w, h| self.crop_planar(resized, w, h))?;
+        let (sw, sh) = rgb.dimensions();
+        Ok(CroppedImage {
+            pixels,
+            height: self.config.height,
+            width: self.config.width,
+            source_width: sw,
+            source_height: sh,
+        })
+    }
+
+    /// Step 5 on a [`CroppedImage`]: the same values [`Preprocessor::preprocess`] gives.
+    pub fn normalize_cropped(&self, image: &CroppedImage) -> PreparedImage {
+        let mut pixels = vec![0f32; image.pixels.len()];
+        self.normalize_planar_into(&image.pixels, &mut pixels);
+        PreparedImage {
+            pixels,
+            height: image.height,
+            width: image.width,
+            source_width: image.source_width,
+            source_height: image.source_height,
+        }
+    }
+
+    /// Normalizes channels-first 8-bit pixels (`3 x h x w`, as a [`CroppedImage`] holds them)
+    /// into `out`, which is as long as `planar`.
+    pub fn normalize_planar_into(&self, planar: &[u8], out: &mut [f32]) {
+        let plane = planar.len() / 3;
+        for (c, (src, dst)) in planar
+            .chunks_exact(plane.max(1))
+            .zip(out.chunks_exact_mut(plane.max(1)))
+            .take(3)
+            .enumerate()
+        {
+            let table = &self.lut[c];
+            for (o, &v) in dst.iter_mut().zip(src) {
+                *o = table[usize::from(v)];
+            }
+        }
+    }
+
+    /// The normalized value of each 8-bit level, per channel: `lut()[c][v]`.
+    pub fn lut(&self) -> &[[f32; 256]; 3] {
+        &self.lut
+    }
+
+    /// Step 3, then `f` on the resized interleaved image and its size. Checks that the image
+    /// is not empty and that a model input can be cut from it.
+    fn with_resized<T>(
+        &self,
+        rgb: &RgbImage,
+        f: impl FnOnce(&[u8], u32, u32) -> T,
+    ) -> Result<T, PreprocessError> {
         let (sw, sh) = rgb.dimensions();
         if sw == 0 || sh == 0 {
             return Err(PreprocessError::Empty {
@@ -231,22 +327,14 @@ impl Preprocessor {
                 ),
             });
         }
-        let pixels = if (rw, rh) == (sw, sh) {
-            self.crop_normalize(rgb.as_raw(), rw, rh)
-        } else {
-            // The resized image lives in a per-thread buffer: only the output is allocated.
-            RESIZED.with(|buffer| {
-                let mut buffer = buffer.borrow_mut();
-                self.resize(rgb, rw, rh, &mut buffer)?;
-                Ok::<_, PreprocessError>(self.crop_normalize(&buffer, rw, rh))
-            })?
-        };
-        Ok(PreparedImage {
-            pixels,
-            height: dh,
-            width: dw,
-            source_width: sw,
-            source_height: sh,
+        if (rw, rh) == (sw, sh) {
+            return Ok(f(rgb.as_raw(), rw, rh));
+        }
+        // The resized image lives in a per-thread buffer: only the output is allocated.
+        RESIZED.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            self.resize(rgb, rw, rh, &mut buffer)?;
+            Ok(f(&buffer, rw, rh))
         })
     }
 
@@ -299,6 +387,36 @@ impl Preprocessor {
                     };
                     out[c * plane + o] = self.lut[c][usize::from(v)];
                 }
+            }
+        }
+        out
+    }
+
+    /// Crops the centre of the `width` x `height` interleaved image `rgb` to the output size
+    /// as [`Preprocessor::crop_normalize`] does (zeros where the window overhangs), into three
+    /// 8-bit planes.
+    fn crop_planar(&self, rgb: &[u8], width: u32, height: u32) -> Vec<u8> {
+        let (dw, dh) = (self.config.width as usize, self.config.height as usize);
+        let plane = dw * dh;
+        let mut out = vec![0u8; 3 * plane];
+        let left = (i64::from(width) - dw as i64).div_euclid(2);
+        let top = (i64::from(height) - dh as i64).div_euclid(2);
+        let (w, h) = (i64::from(width), i64::from(height));
+        for y in 0..dh {
+            let sy = top + y as i64;
+            if !(0..h).contains(&sy) {
+                continue;
+            }
+            for x in 0..dw {
+                let sx = left + x as i64;
+                if !(0..w).contains(&sx) {
+                    continue;
+                }
+                let s = ((sy * w + sx) * 3) as usize;
+                let o = y * dw + x;
+                out[o] = rgb[s];
+                out[plane + o] = rgb[s + 1];
+                out[2 * plane + o] = rgb[s + 2];
             }
         }
         out

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::{Classifier, PreparedImage};
+use dataflux_inference::{Classifier, CroppedImage};
 
 use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
@@ -41,7 +41,7 @@ impl VitClassifier {
 }
 
 impl BatchModel for VitClassifier {
-    type Input = PreparedImage;
+    type Input = CroppedImage;
 
     fn task(&self) -> &str {
         Task::Classify.name()
@@ -63,16 +63,24 @@ impl BatchModel for VitClassifier {
         cols
     }
 
-    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<PreparedImage, Rejection> {
+    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<CroppedImage, Rejection> {
         self.classifier
             .preprocessor()
-            .preprocess(bytes)
+            .preprocess_u8(bytes)
             .map_err(|e| Rejection::new(e.kind(), e.to_string()))
     }
 
-    fn infer(&self, batch: Vec<PreparedImage>) -> std::result::Result<Vec<Row>, ModelError> {
+    fn concurrency(&self) -> usize {
+        if self.classifier.device().is_cuda() {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn infer(&self, batch: Vec<CroppedImage>) -> std::result::Result<Vec<Row>, ModelError> {
         let k = self.spec.top_k.max(1);
-        let predictions = self.classifier.classify(&batch, k)?;
+        let predictions = self.classifier.classify_cropped(&batch, k)?;
         Ok(predictions
             .into_iter()
             .map(|preds| {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::{Embedder, PreparedImage};
+use dataflux_inference::{Embedder, CroppedImage};
 
 use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
@@ -42,7 +42,7 @@ impl ClipEmbedder {
 }
 
 impl BatchModel for ClipEmbedder {
-    type Input = PreparedImage;
+    type Input = CroppedImage;
 
     fn task(&self) -> &str {
         Task::Embed.name()
@@ -59,17 +59,25 @@ impl BatchModel for ClipEmbedder {
         )]
     }
 
-    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<PreparedImage, Rejection> {
+    fn preprocess(&self, bytes: &[u8]) -> std::result::Result<CroppedImage, Rejection> {
         self.embedder
             .preprocessor()
-            .preprocess(bytes)
+            .preprocess_u8(bytes)
             .map_err(|e| Rejection::new(e.kind(), e.to_string()))
     }
 
-    fn infer(&self, batch: Vec<PreparedImage>) -> std::result::Result<Vec<Row>, ModelError> {
+    fn concurrency(&self) -> usize {
+        if self.embedder.device().is_cuda() {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn infer(&self, batch: Vec<CroppedImage>) -> std::result::Result<Vec<Row>, ModelError> {
         Ok(self
             .embedder
-            .embed(&batch, self.spec.normalize)?
+            .embed_cropped(&batch, self.spec.normalize)?
             .into_iter()
             .map(|v| vec![Value::Float32List(v)])
             .collect())

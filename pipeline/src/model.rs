@@ -33,6 +33,14 @@ pub trait BatchModel: Send + Sync + 'static {
     /// Runs a batch; returns exactly one row per input, in order, each with
     /// [`BatchModel::columns`]' values.
     fn infer(&self, batch: Vec<Self::Input>) -> Result<Vec<Row>, ModelError>;
+
+    /// How many batches the job may have in [`BatchModel::infer`] at once, each on its own
+    /// thread, results kept in order. 1 (the default) for a model that uses the whole machine
+    /// per batch, as a CPU one does; a GPU model says 2, so that the next batch is copied to
+    /// the device while the current one is computed and the GPU never waits for the host.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Why `infer` failed on a whole batch.
