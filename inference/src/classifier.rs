@@ -9,7 +9,9 @@ use candle_nn::VarBuilder;
 use crate::config::{PreprocessorConfig, ViTConfig};
 use crate::device::DeviceSpec;
 use crate::error::{Error, PreprocessError, Result};
-use crate::preprocess::{batch_tensor, CroppedImage, DecodePool, PreparedImage, PreprocessMode, Preprocessor};
+use crate::preprocess::{
+    batch_tensor, CroppedImage, DecodePool, PreparedImage, PreprocessMode, Preprocessor,
+};
 use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
 use crate::staging::PixelStager;
 use crate::vit::ViTForImageClassification;

@@ -130,7 +130,11 @@ impl PixelStager {
         for image in images {
             levels.extend_from_slice(&image.pixels);
         }
-        Ok(Tensor::from_vec(levels, per_image * images.len(), &self.device)?)
+        Ok(Tensor::from_vec(
+            levels,
+            per_image * images.len(),
+            &self.device,
+        )?)
     }
 
     fn device_tables(&self, device: &Device) -> Result<(Tensor, Tensor)> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::{Embedder, CroppedImage};
+use dataflux_inference::{CroppedImage, Embedder};
 
 use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
