@@ -2,13 +2,16 @@
 # Builds what benches/gpu-check.sh runs on a GPU machine, on this CPU machine: batch-inference
 # and gpu_check in release with --features cuda (nvcc and cudart from NVIDIA's PyPI wheels,
 # link stubs: see inference/cuda-env.sh), stripped, with libcudart and the script, in
-# target/gpu-bundle/ (about 50 MB):
+# target/gpu-bundle/ (about 80 MB; target/gpu-bundle.tar.gz, about 25 MB):
 #
 #   target/gpu-bundle/gpu-check.sh
 #   target/gpu-bundle/bin/{batch-inference,gpu_check}
 #   target/gpu-bundle/lib/libcudart.so.13
 #
-# Copy the directory to the GPU machine and run `bash gpu-bundle/gpu-check.sh` there.
+# Copy the archive to the GPU machine and run `tar xzf gpu-bundle.tar.gz && bash
+# gpu-bundle/gpu-check.sh` there. The binaries need the machine's libcuda.so.1,
+# libcublas.so.13 (with libcublasLt.so.13) and libcurand.so.10; the script says which are
+# missing.
 # Environment: CUDA_VENV (wheels; default /tmp/dataflux-cuda-venv), CARGO_TARGET_DIR (default
 # target/cuda: a target directory of its own, since the cuda feature rebuilds candle).
 set -euo pipefail
@@ -29,5 +32,7 @@ for exe in batch-inference gpu_check; do
 done
 cp -L "$CUDA_HOME/lib/libcudart.so.13" "$bundle/lib/"
 cp benches/gpu-check.sh "$bundle/"
-du -sh "$bundle"/bin/* "$bundle"/lib/*
-echo "bundle: $bundle (run: bash $bundle/gpu-check.sh)"
+# One archive for the copy (the device tool carries at most 64 MiB; this is about 25 MB).
+tar -C "$(dirname "$bundle")" -czf "$bundle.tar.gz" "$(basename "$bundle")"
+du -sh "$bundle"/bin/* "$bundle"/lib/* "$bundle.tar.gz"
+echo "bundle: $bundle and $bundle.tar.gz (there: tar xzf gpu-bundle.tar.gz && bash gpu-bundle/gpu-check.sh)"

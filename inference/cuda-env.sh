@@ -50,8 +50,17 @@ cuda_link_stubs() {
   local profile=$1
   CUDA_STUBS="$CARGO_TARGET_DIR/cuda-link-stubs"
   mkdir -p "$CUDA_STUBS"
-  nm -u --format=just-symbols "$CARGO_TARGET_DIR/$profile"/deps/lib{cudarc,candle_core,candle_nn,candle_kernels,dataflux_inference}-*.rlib 2>/dev/null \
-    | grep -E '^(cu|nvrtc)' | sort -u > "$CUDA_STUBS/symbols.txt"
+  # The functions referenced: those nm finds in the rlibs (a release build with LTO keeps
+  # bitcode there, which this nm cannot read), and every function cudarc declares for the
+  # libraries (a superset: a stub exporting more than is referenced changes nothing).
+  local cudarc_version cudarc_src
+  cudarc_version=$(awk '/^name = "cudarc"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
+  cudarc_src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$cudarc_version" | head -n 1)
+  [[ -d $cudarc_src/src ]] || { echo "cudarc $cudarc_version's source is not in the cargo registry" >&2; return 1; }
+  {
+    nm -u --format=just-symbols "$CARGO_TARGET_DIR/$profile"/deps/lib{cudarc,candle_core,candle_nn,candle_kernels,dataflux_inference}-*.rlib 2>/dev/null || true
+    grep -rhoE '^\s*fn (cu|nvrtc)[A-Za-z0-9_]*\(' "$cudarc_src/src" | sed -E 's/.*fn ([A-Za-z0-9_]+)\(/\1/'
+  } | grep -E '^(cu|nvrtc)' | sort -u > "$CUDA_STUBS/symbols.txt"
   local spec name soname pattern
   for spec in cublasLt:libcublasLt.so.13 cublas:libcublas.so.13 curand:libcurand.so.10 nvrtc:libnvrtc.so.13 cuda:libcuda.so.1; do
     name=${spec%%:*} soname=${spec#*:}
@@ -68,5 +77,5 @@ cuda_link_stubs() {
   done
   ln -sf "$CUDA_HOME/lib/libcudart.so.13" "$CUDA_STUBS/libcudart.so"
   export CUDA_STUBS LIBRARY_PATH="$CUDA_STUBS:$LIBRARY_PATH"
-  echo "link stubs: $(wc -l < "$CUDA_STUBS/symbols.txt") CUDA functions referenced"
+  echo "link stubs: $(wc -l < "$CUDA_STUBS/symbols.txt") CUDA functions (referenced, or declared by cudarc)"
 }

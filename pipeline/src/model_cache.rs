@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dataflux::{ListOptions, Location, ObjectMeta, Store};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::store_ops::with_deadline;
@@ -154,18 +154,36 @@ impl ModelCache {
             .join(format!("{key}.partial-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&partial).map_err(|e| cache_err("cannot create", &partial, e))?;
         let started = std::time::Instant::now();
-        let fetched = futures::stream::iter(files)
-            .map(|meta| self.fetch_file(store, meta, &partial, url))
-            .buffer_unordered(4)
-            .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
-            .await;
-        let bytes = match fetched {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&partial);
-                return Err(e);
+        // Every file's future runs to its end, even after one fails (the others then skip
+        // their download): a writer still running after the partial directory is removed
+        // would leave a file, and the directory, behind.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let mut fetches = futures::stream::iter(files)
+            .map(|meta| async {
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                let r = self.fetch_file(store, meta, &partial, url).await;
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                r.map(Some)
+            })
+            .buffer_unordered(4);
+        let (mut bytes, mut first_error) = (0u64, None);
+        while let Some(result) = fetches.next().await {
+            match result {
+                Ok(n) => bytes += n.unwrap_or(0),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-        };
+        }
+        drop(fetches);
+        if let Some(e) = first_error {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
         std::fs::rename(&partial, final_dir).map_err(|e| {
             let _ = std::fs::remove_dir_all(&partial);
             cache_err("cannot publish", final_dir, e)

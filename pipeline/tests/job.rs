@@ -259,12 +259,42 @@ async fn an_outage_past_the_deadline_is_a_retriable_error_and_a_rerun_finishes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_asking_for_two_batches_at_once_gets_them_and_every_row_once() {
+    for concurrency in [1, 2] {
+        let name = format!("overlap{concurrency}");
+        let (store, good, bad) = inputs(&name, 61).await;
+        let spec = spec(&name, "o").with_decode_threads(2);
+        let model = Arc::new(Checksum {
+            delay: Duration::from_millis(25),
+            concurrency,
+            ..Checksum::default()
+        });
+        let out = run(&store, &spec, model.clone(), 0, 1).await.unwrap();
+        let f = finished(&out);
+        check_exactly_once(&store, "o", &good, &bad).await;
+        assert_eq!(
+            model.max_inflight.load(std::sync::atomic::Ordering::SeqCst),
+            concurrency,
+            "batches in the model at once"
+        );
+        // Busy time is the union of the batches' spans: never more than the wall time.
+        assert!(
+            f.rank.stages.infer <= f.rank.wall_secs,
+            "busy {} s over {} s",
+            f.rank.stages.infer,
+            f.rank.wall_secs
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panicking_model_ends_the_job_with_the_stage_named() {
     let (store, _, _) = inputs("panic", 20).await;
     let spec = spec("panic", "p");
     let model = Arc::new(Checksum {
-        delay: Duration::ZERO,
         panic_in_infer: true,
+        concurrency: 2, // the other batch in the model finishes before the job ends
+        ..Checksum::default()
     });
     let err = tokio::time::timeout(Duration::from_secs(30), run(&store, &spec, model, 0, 1))
         .await

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +16,16 @@ use dataflux_pipeline::{
 };
 
 /// Rows are the CRC32C of each object's bytes. Bytes starting `BAD` are rejected, `PANIC`
-/// panics in preprocessing; `delay` is spent per batch; `panic_in_infer` panics there.
+/// panics in preprocessing; `delay` is spent per batch; `panic_in_infer` panics there;
+/// `concurrency` is what it asks of the job, and `max_inflight` how many batches it saw at
+/// once.
+#[derive(Default)]
 pub struct Checksum {
     pub delay: Duration,
     pub panic_in_infer: bool,
+    pub concurrency: usize,
+    pub inflight: AtomicUsize,
+    pub max_inflight: AtomicUsize,
 }
 
 impl Checksum {
@@ -28,7 +35,8 @@ impl Checksum {
     pub fn slow(delay: Duration) -> Arc<Self> {
         Arc::new(Self {
             delay,
-            panic_in_infer: false,
+            concurrency: 1,
+            ..Self::default()
         })
     }
 }
@@ -57,11 +65,17 @@ impl BatchModel for Checksum {
         if self.panic_in_infer {
             panic!("model exploded");
         }
+        let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_inflight.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(self.delay);
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
         Ok(batch
             .into_iter()
             .map(|c| vec![Value::Text(format!("{c:08x}"))])
             .collect())
+    }
+    fn concurrency(&self) -> usize {
+        self.concurrency
     }
 }
 
