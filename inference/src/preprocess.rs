@@ -780,6 +780,23 @@ impl DecodePool {
     }
 }
 
+/// Checks that every image of a batch holds `3 x size x size` values (`lens`, in order);
+/// returns that number, or an [`Error::InputSize`] naming the first image that does not.
+pub(crate) fn check_input_sizes(lens: impl Iterator<Item = usize>, size: usize) -> Result<usize> {
+    let per_image = 3 * size * size;
+    for (index, found) in lens.enumerate() {
+        if found != per_image {
+            return Err(Error::InputSize {
+                index,
+                expected: per_image,
+                found,
+                size,
+            });
+        }
+    }
+    Ok(per_image)
+}
+
 /// Stacks prepared `size` x `size` images into a `(batch, 3, size, size)` f32 tensor on
 /// `device`; an image of another size is an [`Error::InputSize`] naming its position.
 pub fn batch_tensor(
@@ -787,17 +804,9 @@ pub fn batch_tensor(
     size: usize,
     device: &candle_core::Device,
 ) -> Result<candle_core::Tensor> {
-    let per_image = 3 * size * size;
+    let per_image = check_input_sizes(images.iter().map(|i| i.pixels.len()), size)?;
     let mut data = Vec::with_capacity(per_image * images.len());
-    for (index, image) in images.iter().enumerate() {
-        if image.pixels.len() != per_image {
-            return Err(Error::InputSize {
-                index,
-                expected: per_image,
-                found: image.pixels.len(),
-                size,
-            });
-        }
+    for image in images {
         data.extend_from_slice(&image.pixels);
     }
     Ok(candle_core::Tensor::from_vec(

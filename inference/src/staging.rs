@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
-use crate::preprocess::{CroppedImage, Preprocessor};
+use crate::error::Result;
+use crate::preprocess::{check_input_sizes, CroppedImage, Preprocessor};
 
 /// Turns batches of [`CroppedImage`]s into `(batch, 3, size, size)` tensors in the model's
 /// dtype on its device. Cheap to clone (clones share the device's buffers).
@@ -89,19 +89,9 @@ impl PixelStager {
     }
 
     /// The images as one `(batch, 3, size, size)` tensor in the model's dtype on its device;
-    /// an image of another size is an [`Error::InputSize`] naming its position.
+    /// an image of another size is an [`crate::Error::InputSize`] naming its position.
     pub fn stage(&self, images: &[CroppedImage]) -> Result<Tensor> {
-        let per_image = 3 * self.size * self.size;
-        for (index, image) in images.iter().enumerate() {
-            if image.pixels.len() != per_image {
-                return Err(Error::InputSize {
-                    index,
-                    expected: per_image,
-                    found: image.pixels.len(),
-                    size: self.size,
-                });
-            }
-        }
+        let per_image = check_input_sizes(images.iter().map(|i| i.pixels.len()), self.size)?;
         let shape = (images.len(), 3, self.size, self.size);
         let Some((table, offsets)) = &self.tables else {
             let mut data = vec![0f32; per_image * images.len()];
