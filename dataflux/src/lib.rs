@@ -23,6 +23,7 @@
 pub mod compose;
 pub mod dataset;
 pub mod error;
+mod folders;
 pub mod list;
 pub mod location;
 pub mod manifest;
@@ -44,4 +45,4 @@ pub use meta::ObjectMeta;
 pub use retry::RetryPolicy;
 pub use shard::{ShardMode, ShardSpec};
 pub use stats::{Stats, StatsSnapshot};
-pub use store::{Capabilities, Page, PageRequest, PutMode, Store};
+pub use store::{Capabilities, FolderPage, Page, PageRequest, PutMode, Store};

@@ -4,7 +4,10 @@
 //! From its first page on, a worker without work takes the upper part of a busy worker's
 //! piece (see [`parallel`]): the open-ended top piece is cut at points extrapolated from the
 //! first page, geometrically further each time, and bounded pieces are halved, the one with
-//! the most pages left first, at lexicographic points ([`crate::split`]). Each worker asks the
+//! the most pages left first, at lexicographic points ([`crate::split`]). Where names lie in
+//! folders below the prefix, the folders are asked for once (one delimiter listing, then one
+//! per large folder that holds folders) and pieces are cut at folder boundaries, since a
+//! page's numbering says nothing past its own folder. Each worker asks the
 //! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
 //! client-side). Meanwhile a plain sequential listing runs too, until the parallel one first
 //! splits work, and whichever finishes first is returned, so a small prefix costs no more
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+use crate::folders::{Folders, RootState};
 use crate::meta::ObjectMeta;
 use crate::split::{extrapolate_at, pages_left, split_at, split_points, Radix};
 use crate::store::{Page, PageRequest, Store, MAX_PAGE};
@@ -261,6 +265,10 @@ const MIN_SPLIT_PAGES: f64 = 3.0;
 /// other worker, whose first page then tells how dense they are.
 const KEEP_PAGES: f64 = 8.0;
 
+/// A folder that has held this many pages (and holds folders) is looked into as soon as a
+/// worker is free, before it would be cut.
+const EXPLORE_PAGES: f64 = 2.0;
+
 /// How many doublings past the open piece's start are tried for a split point above its
 /// owner's cursor.
 const MAX_DOUBLINGS: u32 = 64;
@@ -315,6 +323,59 @@ struct Shared {
     open: Option<OpenTop>,
     /// Everything listed so far (one vector, grown in small steps: see [`Shared::keep`]).
     out: Vec<ObjectMeta>,
+    /// The folders under the prefix learned so far, to cut a hierarchy of names at.
+    folders: Folders,
+    /// Whether a page showed names in folders below the prefix (then its folders are asked
+    /// for once).
+    hierarchy: bool,
+    /// Objects listed since the prefix's folders are known, and how much of the range
+    /// ([`Folders::pos`]) they covered: the average density folder estimates use.
+    listed: f64,
+    covered: f64,
+    /// Objects listed in each known folder (a page counts for the folders of its last name):
+    /// a folder that has held many pages is likely to hold many more.
+    listed_in: std::collections::HashMap<String, f64>,
+    /// Objects per full page.
+    page_size: f64,
+}
+
+/// What an idle worker does next.
+#[derive(Debug)]
+enum Work {
+    /// Lists this piece.
+    Piece(usize),
+    /// Asks for the folders directly under this one.
+    Explore(String),
+}
+
+/// A cut of a piece: the victim keeps names up to `point`, a new piece takes the rest.
+#[derive(Debug)]
+struct Cut {
+    victim: usize,
+    point: String,
+    /// The new piece starts with the victim's page (its density), so that it can be cut
+    /// again before its own first page.
+    inherit: bool,
+    /// The victim keeps its page (the cut was placed where the page's numbering or the
+    /// folders say, so its estimate still holds); otherwise it lists another before its
+    /// piece is cut again.
+    keep_page: bool,
+}
+
+/// How the piece with the most work left is to be cut.
+#[derive(Debug)]
+enum Plan {
+    /// At the folder boundary nearest its middle.
+    Folders,
+    /// By its page's numbering, which covers the whole piece.
+    Radix,
+    /// Its page's numbering covers only the start (its folder): past as many pages as the
+    /// folder already held.
+    Beyond,
+    /// Its folder holds folders: ask for them first.
+    Explore(String),
+    /// By the names' characters.
+    Generic,
 }
 
 impl Shared {
@@ -330,33 +391,78 @@ impl Shared {
         self.out.extend(objects);
     }
 
-    /// Takes the upper part of the piece with the most work left, for a worker that has none.
-    fn steal(&mut self, prefix: &str) -> Option<usize> {
+    /// The next thing for a worker without work: looking into a folder, or the upper part of
+    /// the piece with the most work left.
+    fn steal(&mut self, prefix: &str) -> Option<Work> {
+        if self.hierarchy && (prefix.is_empty() || prefix.ends_with('/')) {
+            match self.folders.root_state() {
+                RootState::Wanted => return Some(self.explore(prefix.to_string())),
+                // Cuts wait for the folders (one request's time) rather than guess.
+                RootState::Pending => return None,
+                RootState::Done => {}
+            }
+        }
         let alphabet: Vec<char> = self.alphabet.iter().copied().collect();
-        let (victim, point, inherit) = match self.steal_open(prefix, &alphabet) {
-            Some((victim, point)) => (victim, point, false),
-            None => self.steal_bounded(prefix, &alphabet)?,
+        let mut cut = None;
+        if let Some(top) = self.open.as_ref() {
+            let piece = &self.pieces[top.id];
+            let cursor = piece.after.as_deref().unwrap_or(prefix);
+            // Whole folders above the top's cursor are cut at their boundaries instead.
+            if self.folders.between(cursor, None).next().is_none() {
+                // The top's folder holds folders: learn them before extrapolating across.
+                if let (Some(f), Some(_)) = (self.folders.to_explore(cursor), &piece.page) {
+                    return Some(self.explore(f));
+                }
+                cut = self
+                    .steal_open(prefix, &alphabet)
+                    .map(|(victim, point)| Cut {
+                        victim,
+                        point,
+                        inherit: false,
+                        keep_page: false,
+                    });
+            }
+        }
+        let cut = match cut {
+            Some(cut) => cut,
+            None => match self.steal_bounded(prefix, &alphabet)? {
+                Ok(cut) => cut,
+                Err(folder) => return Some(self.explore(folder)),
+            },
         };
-        let victim = &mut self.pieces[victim];
-        let upto = victim.upto.replace(point.clone());
-        // Cut from a piece whose density is known, the new piece starts with its neighbour's,
-        // so that it can be split again at once, before its own first page. Pieces cut from
-        // the open top wait for their own: they may lie past the end of the names.
-        // A cut placed without the page's numbering used what the page says: the holder lists
-        // another before its piece is cut again.
-        let page = if inherit {
+        let new = self.pieces.len();
+        let victim = &mut self.pieces[cut.victim];
+        let upto = victim.upto.replace(cut.point.clone());
+        let page = if cut.inherit {
             victim.page.clone()
         } else {
-            victim.page.take();
+            if !cut.keep_page {
+                victim.page.take();
+            }
             None
         };
+        // A folder cut of the open top: the new piece is the top now, with nothing to
+        // extrapolate from until its own first page.
+        if let Some(top) = self.open.as_mut().filter(|t| t.id == cut.victim) {
+            top.id = new;
+            top.sample.clear();
+            top.at = 0;
+            top.halved = true;
+            top.allowance = 0;
+        }
         self.pieces.push(Piece {
-            after: Some(point),
+            after: Some(cut.point),
             upto,
             page,
             live: true,
         });
-        Some(self.pieces.len() - 1)
+        Some(Work::Piece(new))
+    }
+
+    /// Marks `folder` as being looked into, for a worker to ask.
+    fn explore(&mut self, folder: String) -> Work {
+        self.folders.start(&folder);
+        Work::Explore(folder)
     }
 
     /// Splits the open-ended piece: its holder keeps up to twice as far from the latest top
@@ -395,39 +501,145 @@ impl Shared {
         Some((victim, point))
     }
 
-    /// Splits the bounded piece with the most pages left, if it has at least
-    /// [`MIN_SPLIT_PAGES`]: its holder keeps half, at most [`KEEP_PAGES`]. Also says whether
-    /// the cut was placed by the page's own numbering (then the new piece may inherit its
-    /// density).
-    fn steal_bounded(&self, prefix: &str, alphabet: &[char]) -> Option<(usize, String, bool)> {
-        let mut best: Option<(usize, f64)> = None;
+    /// Pages of average density (as the folders measure it) between `lo` and `hi`; while no
+    /// density is known, the share of the range counts, times a large number.
+    fn folder_pages(&self, lo: &str, hi: Option<&str>) -> f64 {
+        let share = (self.folders.pos(hi) - self.folders.pos(Some(lo))).max(0.0);
+        let density = if self.covered > 0.0 {
+            self.listed / self.covered / self.page_size
+        } else {
+            1e6
+        };
+        share * density
+    }
+
+    /// Pages listed so far in the innermost known folder holding `name`: how much more it
+    /// likely holds (a folder's size is heavy-tailed: the more it held, the more it holds).
+    fn folder_listed(&self, name: &str) -> f64 {
+        self.folders
+            .chain(name)
+            .iter()
+            .filter_map(|f| self.listed_in.get(*f))
+            .fold(0.0, |a: f64, n| a.max(n / self.page_size))
+    }
+
+    /// Cuts the piece with the most pages left, if it has at least [`MIN_SPLIT_PAGES`], or
+    /// names the folder to look into first (`Err`).
+    ///
+    /// - Across known folders: at the boundary nearest the middle (in [`Folders::pos`]).
+    /// - Where its page's numbering covers the piece: its holder keeps half, at most
+    ///   [`KEEP_PAGES`], and the new piece inherits the density.
+    /// - Where the numbering covers only the holder's folder: past as many pages as the
+    ///   folder held before the cursor (at least half of [`KEEP_PAGES`]), a guess that grows
+    ///   with the folder; if that folder holds folders, they are asked for first.
+    /// - Else by the names' characters.
+    fn steal_bounded(
+        &self,
+        prefix: &str,
+        alphabet: &[char],
+    ) -> Option<std::result::Result<Cut, String>> {
+        let folders_known = self.folders.known();
+        let mut best: Option<(usize, f64, Plan)> = None;
         for (id, piece) in self.pieces.iter().enumerate() {
-            let (Some(upto), Some((first, last, radix)), true) =
-                (&piece.upto, &piece.page, piece.live)
-            else {
+            if !piece.live {
                 continue;
-            };
-            let cursor = piece.after.as_deref().unwrap_or(prefix);
-            let left = match radix {
-                Some(r) if r.covers(cursor) && r.covers(upto) => {
-                    r.pages_left(first, last, cursor, upto)
-                }
-                // The bound lies past the names like the page's (another folder): how much
-                // is left cannot be told, so the piece is large.
-                Some(_) => None,
-                // Without a numbering, only the piece's own last page tells.
-                None if cursor == last => pages_left(first, last, upto, alphabet),
-                None => continue,
             }
-            .unwrap_or(f64::INFINITY);
-            if left >= MIN_SPLIT_PAGES && best.is_none_or(|(_, b)| left > b) {
-                best = Some((id, left));
+            let cursor = piece.after.as_deref().unwrap_or(prefix);
+            let upto = piece.upto.as_deref();
+            // A folder that has held a few pages and holds folders is looked into at once,
+            // whatever else there is to cut: folder sizes are heavy-tailed, and the sooner
+            // a large one is known the sooner it is shared out.
+            if piece.page.is_some() && self.folder_listed(cursor) >= EXPLORE_PAGES {
+                if let Some(folder) = self.folders.to_explore(cursor) {
+                    return Some(Err(folder));
+                }
+            }
+            let (left, plan) = if self.folders.between(cursor, upto).next().is_some() {
+                let left = self
+                    .folder_pages(cursor, upto)
+                    .max(self.folder_listed(cursor));
+                (left, Plan::Folders)
+            } else {
+                let Some((first, last, radix)) = &piece.page else {
+                    continue;
+                };
+                match (radix, upto) {
+                    (Some(r), Some(upto)) if r.covers(cursor) && r.covers(upto) => (
+                        r.pages_left(first, last, cursor, upto)
+                            .unwrap_or(f64::INFINITY),
+                        Plan::Radix,
+                    ),
+                    (Some(r), _) if folders_known && r.covers(cursor) => {
+                        let before = r.pages_before(first, last, cursor).unwrap_or(0.0);
+                        let left = before
+                            .max(self.folder_pages(cursor, upto))
+                            .max(self.folder_listed(cursor));
+                        match self.folders.to_explore(cursor) {
+                            Some(f) => (left, Plan::Explore(f)),
+                            None if upto.is_some() => (left, Plan::Beyond),
+                            // The open top: cut by extrapolation (`steal_open`).
+                            None => continue,
+                        }
+                    }
+                    (_, None) => continue,
+                    // The bound lies past the names like the page's (another folder): how
+                    // much is left cannot be told, so the piece is large.
+                    (Some(_), Some(_)) => (f64::INFINITY, Plan::Generic),
+                    // Without a numbering, only the piece's own last page tells.
+                    (None, Some(upto)) if cursor == last => (
+                        pages_left(first, last, upto, alphabet).unwrap_or(f64::INFINITY),
+                        Plan::Generic,
+                    ),
+                    (None, Some(_)) => continue,
+                }
+            };
+            if left >= MIN_SPLIT_PAGES && best.as_ref().is_none_or(|(_, b, _)| left > *b) {
+                best = Some((id, left, plan));
             }
         }
-        let (id, left) = best?;
+        let (id, left, plan) = best?;
         let piece = &self.pieces[id];
         let cursor = piece.after.as_deref().unwrap_or(prefix);
-        let upto = piece.upto.as_deref()?;
+        let upto = piece.upto.as_deref();
+        let cut = |point: String, inherit: bool, keep_page: bool| {
+            Some(Ok(Cut {
+                victim: id,
+                point,
+                inherit,
+                keep_page,
+            }))
+        };
+        match plan {
+            Plan::Explore(folder) => return Some(Err(folder)),
+            Plan::Folders => {
+                let (lo, hi) = (self.folders.pos(Some(cursor)), self.folders.pos(upto));
+                let middle = lo + (hi - lo) / 2.0;
+                let point = self
+                    .folders
+                    .between(cursor, upto)
+                    .map(|b| (b, (self.folders.pos(Some(b)) - middle).abs()))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))?
+                    .0;
+                return cut(point.clone(), false, true);
+            }
+            Plan::Beyond => {
+                let (first, last, radix) = piece.page.as_ref()?;
+                let r = radix.as_ref()?;
+                let upto = upto?;
+                let pages = r
+                    .pages_before(first, last, cursor)
+                    .unwrap_or(0.0)
+                    .max(KEEP_PAGES / 2.0);
+                if let Some(point) = r
+                    .pages_after(first, last, cursor, pages)
+                    .filter(|p| p.as_str() > cursor && p.as_str() < upto)
+                {
+                    return cut(point, false, true);
+                }
+            }
+            Plan::Radix | Plan::Generic => {}
+        }
+        let upto = upto?;
         let keep = if left.is_finite() {
             (KEEP_PAGES / left).min(0.5)
         } else {
@@ -439,14 +651,14 @@ impl Shared {
             .and_then(|(_, _, r)| r.as_ref())
             .filter(|r| r.covers(cursor) && r.covers(upto));
         if let Some(point) = radix.and_then(|r| r.between(cursor, upto, keep)) {
-            return Some((id, point, true));
+            return cut(point, true, false);
         }
         let point = split_at(prefix, cursor, upto, keep, alphabet).or_else(|| {
             split_points(prefix, cursor, Some(upto), 2, alphabet)
                 .into_iter()
                 .next()
         })?;
-        Some((id, point, false))
+        cut(point, false, false)
     }
 }
 
@@ -467,7 +679,7 @@ impl Coordinator {
 
     /// The next piece to list (waiting, or splitting a busy one), or `None` when every piece
     /// is done (or the listing failed).
-    async fn next_piece(&self) -> Result<Option<usize>> {
+    async fn next_piece(&self) -> Result<Option<Work>> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -479,16 +691,16 @@ impl Coordinator {
                 }
                 if let Some(id) = st.queue.pop_front() {
                     st.busy += 1;
-                    return Ok(Some(id));
+                    return Ok(Some(Work::Piece(id)));
                 }
-                if let Some(id) = st.steal(&self.prefix) {
+                if let Some(work) = st.steal(&self.prefix) {
                     st.busy += 1;
                     drop(st);
-                    if let Some(warm) = &self.warm {
+                    if let (Some(warm), Work::Piece(_)) = (&self.warm, &work) {
                         // Stores a permit if the racer is not waiting yet; repeats are harmless.
                         warm.notify_one();
                     }
-                    return Ok(Some(id));
+                    return Ok(Some(work));
                 }
                 if st.busy == 0 {
                     drop(st);
@@ -530,10 +742,25 @@ impl Coordinator {
             return Ok(true);
         };
         let (first, last) = (first.name.clone(), last.name.clone());
+        // Distinct characters first (ASCII in a bit set), so that the shared set sees each
+        // character once per page, not once per name.
+        let mut ascii = 0u128;
+        let mut other = BTreeSet::new();
         for o in &objects {
-            st.alphabet
-                .extend(o.name.get(prefix_len..).unwrap_or_default().chars());
+            for c in o.name.get(prefix_len..).unwrap_or_default().chars() {
+                match u32::from(c) {
+                    n @ 0..128 => ascii |= 1 << n,
+                    _ => {
+                        other.insert(c);
+                    }
+                }
+            }
         }
+        let page_chars = (0u8..128)
+            .filter(|n| ascii & (1 << n) != 0)
+            .map(char::from)
+            .chain(other);
+        st.alphabet.extend(page_chars);
         if let Some(top) = st.open.as_mut().filter(|t| t.id == id && !done) {
             if objects.len() > 1 {
                 top.sample = objects.iter().map(|o| o.name.clone()).collect();
@@ -545,6 +772,27 @@ impl Coordinator {
         }
         let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
         let radix = Radix::learn(&self.prefix, &names);
+        if !done && !st.hierarchy {
+            st.hierarchy = names
+                .iter()
+                .any(|n| n.get(prefix_len..).is_some_and(|rest| rest.contains('/')));
+        }
+        if st.folders.known() {
+            let from = st.pieces[id].after.clone();
+            let from = from.as_deref().unwrap_or(&self.prefix);
+            let covered = st.folders.pos(Some(&last)) - st.folders.pos(Some(from));
+            st.covered += covered.max(0.0);
+            st.listed += objects.len() as f64;
+            let chain: Vec<String> = st
+                .folders
+                .chain(&last)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            for folder in chain {
+                *st.listed_in.entry(folder).or_default() += objects.len() as f64;
+            }
+        }
         let piece = &mut st.pieces[id];
         piece.after = Some(last.clone());
         piece.page = Some((first, last, radix));
@@ -561,6 +809,16 @@ impl Coordinator {
         if st.open.as_ref().is_some_and(|t| t.id == id) {
             st.open = None;
         }
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Records the folders found directly under `folder` (`None`: the store lists none).
+    fn explored(&self, folder: &str, found: Option<Vec<String>>) -> Result<()> {
+        let mut st = self.lock()?;
+        st.busy -= 1;
+        st.folders.learn(folder, found);
         drop(st);
         self.wake.notify_waiters();
         Ok(())
@@ -585,6 +843,13 @@ impl Coordinator {
 ///   its holder keeps half, at most [`KEEP_PAGES`]. A piece cut so inherits the density and
 ///   can be cut again at once, so that a large piece is shared out in one round, not one
 ///   worker per round.
+///
+/// Where the first page shows names in folders below the prefix, one worker asks for the
+/// prefix's folders (the others wait for them, one request's time) and from then on pieces
+/// that span known folders are cut at the boundary nearest their middle, counting every
+/// folder of a level alike ([`Folders::pos`]). A folder that has held a few pages and holds
+/// folders itself is looked into as soon as a worker is free; inside a folder of files, a
+/// piece is cut by its page's numbering.
 ///
 /// A worker whose piece was cut below a page it was fetching drops the names past the cut;
 /// so each name is kept by exactly one worker, and every piece ends with at most one partial
@@ -613,6 +878,8 @@ async fn parallel(
                 granted: 0,
             }),
             alphabet: prefix.chars().collect(),
+            folders: Folders::new(prefix),
+            page_size: options.page_size.clamp(1, MAX_PAGE) as f64,
             ..Default::default()
         }),
         wake: Notify::new(),
@@ -644,7 +911,15 @@ async fn parallel(
 }
 
 async fn worker(coord: &Coordinator, store: &dyn Store, page_size: usize) -> Result<()> {
-    while let Some(id) = coord.next_piece().await? {
+    while let Some(work) = coord.next_piece().await? {
+        let id = match work {
+            Work::Piece(id) => id,
+            Work::Explore(folder) => {
+                let found = folders_under(store, &folder).await;
+                coord.explored(&folder, found)?;
+                continue;
+            }
+        };
         loop {
             let (after, upto) = coord.bounds(id)?;
             let page = next_page(
@@ -662,4 +937,16 @@ async fn worker(coord: &Coordinator, store: &dyn Store, page_size: usize) -> Res
         coord.done_with(id)?;
     }
     Ok(())
+}
+
+/// The folders directly under `folder`, from one delimiter listing: an empty list where
+/// there are more than one page holds (see [`crate::folders::MAX_FOLDERS`]), `None` where
+/// the store has none or the request failed (after the store's retries). Folders only say
+/// where to cut, so a listing goes on without them; a real fault shows in its pages.
+async fn folders_under(store: &dyn Store, folder: &str) -> Option<Vec<String>> {
+    match store.list_folders(folder, None).await {
+        Ok(page) if page.token.is_some() => Some(Vec::new()),
+        Ok(page) => Some(page.folders),
+        Err(_) => None,
+    }
 }

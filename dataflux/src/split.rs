@@ -379,6 +379,26 @@ impl Radix {
         (b > a).then(|| left as f64 / (b - a) as f64)
     }
 
+    /// How many pages as dense as the one from `first` to `last` the numbering holds before
+    /// `name` (from its smallest number on); `None` when the page's ends are one number. For
+    /// numbered files in a folder this is how far into the folder `name` lies, the best guess
+    /// of how much more the folder holds when its end is not known.
+    pub fn pages_before(&self, first: &str, last: &str, name: &str) -> Option<f64> {
+        let (a, b) = (self.num(first), self.num(last));
+        (b > a).then(|| self.num(name) as f64 / (b - a) as f64)
+    }
+
+    /// The name `pages` pages as dense as the one from `first` to `last` past `from`, if the
+    /// numbering reaches that far.
+    pub fn pages_after(&self, first: &str, last: &str, from: &str, pages: f64) -> Option<String> {
+        let width = self
+            .num(last)
+            .checked_sub(self.num(first))
+            .filter(|w| *w > 0)?;
+        let step = (width as f64 * pages.max(0.0)) as u128;
+        self.name(self.num(from).checked_add(step.max(1))?)
+    }
+
     /// The name `fraction` of the way from `lo` to `hi`, if one lies strictly between them.
     pub fn between(&self, lo: &str, hi: &str, fraction: f64) -> Option<String> {
         let (a, b) = (self.num(lo), self.num(hi));

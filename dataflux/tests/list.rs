@@ -564,3 +564,114 @@ async fn listing_on_s3_is_exact_and_writes_are_create_only() {
     let meta = store.head("once").await.unwrap();
     assert!(meta.updated.is_some());
 }
+
+// ---------------------------------------------------------------------------------------
+// A skewed hierarchy: folders of very different sizes, cut at their boundaries.
+
+/// `cams/<day>/cam-<c>/<frame>.jpg`: twelve days and up to five cameras of very different
+/// sizes (one day holds most frames, several hold a handful), as camera uploads are.
+fn skewed_tree() -> Vec<String> {
+    let days: [usize; 12] = [2, 1400, 5, 1, 300, 40, 400, 9, 250, 60, 30, 3];
+    let mut names = Vec::new();
+    for (d, &total) in days.iter().enumerate() {
+        // Camera shares: 60 %, 25 %, 10 %, 4 %, the rest.
+        let mut left = total;
+        for (c, share) in [0.6, 0.25, 0.1, 0.04, 1.0].iter().enumerate() {
+            let n = if c == 4 {
+                left
+            } else {
+                ((total as f64 * share) as usize).min(left)
+            };
+            left -= n;
+            names.extend((0..n).map(|f| format!("cams/2024-01-{:02}/cam-{c}/{f:06}.jpg", d + 1)));
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Counts the folder listings a store is asked for, and fails them when told to.
+fn counting_folders(
+    inner: Arc<dyn Store>,
+    fail: bool,
+) -> (Arc<dyn Store>, Arc<std::sync::atomic::AtomicUsize>) {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    let store = HookStore::new(inner, move |call| match call {
+        Call::Folders(_) => {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if fail {
+                Answer::status(call, 403)
+            } else {
+                Answer::Forward
+            }
+        }
+        _ => Answer::Forward,
+    });
+    (Arc::new(store), asked)
+}
+
+/// Lists the skewed tree in pages of 20 with 16 workers: exact whether folder listings work
+/// or all fail (no hang either way), and in fewer requests with them (folder listings
+/// included).
+async fn check_skewed(inner: Arc<dyn Store>) {
+    let names = skewed_tree();
+    put_bounded(&inner, &names).await;
+    let pages = names.len().div_ceil(20);
+    let mut spent = Vec::new();
+    for fail in [false, true] {
+        let (store, asked) = counting_folders(inner.clone(), fail);
+        let options = ListOptions::default()
+            .with_parallelism(16)
+            .with_page_size(20)
+            .with_race_sequential(false);
+        let before = store.stats().snapshot();
+        let listing = list(&store, "cams/", &options).await.expect("list");
+        let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(got, names, "{} (folder listings fail: {fail})", inner.url());
+        let requests = store.stats().snapshot().since(&before).list as usize;
+        let folders = asked.load(std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "{}: {requests} list requests ({folders} for folders) for {pages} pages (folder listings fail: {fail})",
+            inner.url()
+        );
+        assert!(folders >= 1, "the root's folders are asked for");
+        spent.push(requests);
+    }
+    // With folders: at most 1.4 times the full pages (60 folders of 2,499 names in pages of
+    // 20 leave many partial pages), and never more than without them (about twice as many on
+    // GCS: cuts by the names' characters fall between folders).
+    assert!(
+        spent[0] * 10 <= pages * 14,
+        "{} requests for {pages} full pages",
+        spent[0]
+    );
+    // (A store that answers a whole range in one page gains nothing but pays the folder
+    // listing: one request more at most.)
+    assert!(
+        spent[0] <= spent[1] + 1,
+        "{spent:?}: with folders, then without"
+    );
+}
+
+#[tokio::test]
+async fn skewed_folders_on_emulator_are_listed_exactly_in_few_requests() {
+    let Some(store) = gcs_store("list-skewed").await else {
+        return;
+    };
+    check_skewed(store).await;
+}
+
+#[tokio::test]
+async fn skewed_folders_on_paged_memory_are_listed_exactly_in_few_requests() {
+    check_skewed(paged_memory_store()).await;
+}
+
+#[tokio::test]
+async fn skewed_folders_on_s3_are_listed_exactly_in_few_requests() {
+    let Some(store) = s3_store("list-skewed").await else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    check_skewed(store).await;
+}

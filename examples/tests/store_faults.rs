@@ -118,7 +118,7 @@ async fn gcs_failures_are_typed_and_transient() {
         ..Default::default()
     }
     .anonymous();
-    let store = GcsStore::with_client(gcloud_storage::client::Client::new(config), "any-bucket");
+    let store = GcsStore::with_config(config, "any-bucket");
     assert_transient(&store.get("x", None).await.unwrap_err(), Some(503));
 }
 
@@ -170,10 +170,7 @@ async fn gcs_retries_wait_for_retry_after() {
     }
     .anonymous();
     let store = dataflux::store::retrying::layered(
-        Arc::new(GcsStore::with_client(
-            gcloud_storage::client::Client::new(config),
-            &bucket,
-        )),
+        Arc::new(GcsStore::with_config(config, &bucket)),
         dataflux::RetryPolicy::default(),
     );
     let started = Instant::now();

@@ -133,6 +133,9 @@ struct Args {
     /// The `list_server` binary (default: next to this one).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Have the server print every request line on stderr (to see how a listing splits).
+    #[arg(long)]
+    server_log: bool,
 }
 
 const BUCKET: &str = "bench";
@@ -144,9 +147,17 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn spawn(bin: &Path, n: usize, scheme: Scheme, seed: u64, latency_ms: u64) -> Result<Self> {
+    fn spawn(
+        bin: &Path,
+        n: usize,
+        scheme: Scheme,
+        seed: u64,
+        latency_ms: u64,
+        log: bool,
+    ) -> Result<Self> {
         let mut child = Command::new(bin)
             .args(["--objects", &n.to_string(), "--names", scheme.name()])
+            .args(log.then_some("--log"))
             .args(["--seed", &seed.to_string(), "--latency-ms"])
             .arg(latency_ms.to_string())
             .args(["--port", "0", "--bucket", BUCKET])
@@ -482,7 +493,8 @@ async fn run(args: &Args, bin: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for &n in &args.objects {
         for &scheme in &args.names {
-            let server = ServerProcess::spawn(bin, n, scheme, args.seed, args.latency_ms)?;
+            let server =
+                ServerProcess::spawn(bin, n, scheme, args.seed, args.latency_ms, args.server_log)?;
             use_endpoint(&format!("http://{}", server.addr));
             let digest =
                 server_json(server.addr, "GET", &format!("/_digest?prefix={PREFIX}")).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Capabilities, Page, PageRequest, PutMode, Store};
+use super::{Capabilities, FolderPage, Page, PageRequest, PutMode, Store};
 use crate::error::{Operation, Result};
 use crate::meta::ObjectMeta;
 use crate::stats::Stats;
@@ -65,6 +65,11 @@ impl Store for CountingStore {
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
         self.stats.record(Operation::List);
         self.inner.list_page(req).await
+    }
+
+    async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
+        self.stats.record(Operation::List);
+        self.inner.list_folders(prefix, token).await
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

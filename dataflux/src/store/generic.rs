@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{Capabilities, Page, PageRequest, PutMode, Store, MAX_PAGE};
+use super::{Capabilities, FolderPage, Page, PageRequest, PutMode, Store, MAX_PAGE};
 use crate::error::{status_is_transient, Error, Operation, Result};
 use crate::meta::ObjectMeta;
 
@@ -194,6 +194,27 @@ impl Store for GenericStore {
         Ok(Page {
             objects,
             more,
+            token: None,
+        })
+    }
+
+    async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
+        // `object_store` pages through the delimiter listing itself: one call, all folders.
+        let _ = token;
+        let listed = self
+            .inner
+            .list_with_delimiter(segment_prefix(prefix).as_ref())
+            .await
+            .map_err(|e| self.map_err(Operation::List, prefix, e))?;
+        let mut folders: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .map(|p| format!("{p}/"))
+            .filter(|f| f.len() > prefix.len() && f.starts_with(prefix))
+            .collect();
+        folders.sort_unstable();
+        Ok(FolderPage {
+            folders,
             token: None,
         })
     }

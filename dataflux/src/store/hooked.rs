@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Capabilities, Page, PageRequest, PutMode, Store};
+use super::{Capabilities, FolderPage, Page, PageRequest, PutMode, Store};
 use crate::error::{Error, Operation, Result};
 use crate::meta::ObjectMeta;
 use crate::stats::Stats;
@@ -18,6 +18,8 @@ use crate::stats::Stats;
 pub enum Call<'a> {
     /// A page request.
     List(PageRequest<'a>),
+    /// A request for the folders under this prefix.
+    Folders(&'a str),
     /// A read of an object.
     Get(&'a str),
     /// A metadata read.
@@ -34,7 +36,7 @@ impl Call<'_> {
     /// What the call does.
     pub fn operation(&self) -> Operation {
         match self {
-            Call::List(_) => Operation::List,
+            Call::List(_) | Call::Folders(_) => Operation::List,
             Call::Get(_) => Operation::Get,
             Call::Head(_) => Operation::Head,
             Call::Put(..) => Operation::Put,
@@ -47,6 +49,7 @@ impl Call<'_> {
     pub fn name(&self) -> &str {
         match self {
             Call::List(r) => r.prefix,
+            Call::Folders(p) => p,
             Call::Get(n) | Call::Head(n) | Call::Put(n, _) | Call::Delete(n) | Call::Compose(n) => {
                 n
             }
@@ -167,6 +170,11 @@ impl Store for HookStore {
             Answer::Page(page) => Ok(page),
             _ => self.inner.list_page(req).await,
         }
+    }
+
+    async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
+        self.ask(Call::Folders(prefix))?;
+        self.inner.list_folders(prefix, token).await
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

@@ -85,6 +85,17 @@ pub struct Page {
     pub token: Option<String>,
 }
 
+/// One page of the folders directly under a prefix (GCS `prefixes` with `delimiter=/`, S3
+/// `CommonPrefixes`): each is the prefix followed by one more name segment and `/`, in
+/// ascending order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderPage {
+    /// The folders, e.g. `images/2024-03-17/` under `images/`.
+    pub folders: Vec<String>,
+    /// Where the next page starts, if there is one.
+    pub token: Option<String>,
+}
+
 /// How a write treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutMode {
@@ -131,6 +142,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Lists one page (one request).
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page>;
+
+    /// Lists one page of the folders directly under `prefix` (folder form, e.g. `images/`):
+    /// one request, continuing from `token`. Listing uses it to learn where a hierarchy of
+    /// names can be cut. Stores without delimiter listings answer
+    /// [`crate::Error::Unsupported`], the default.
+    async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
+        let _ = (prefix, token);
+        Err(crate::Error::Unsupported {
+            operation: crate::Operation::List,
+            store: self.url().to_string(),
+        })
+    }
 
     /// Reads a whole object, or `range` of it.
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes>;

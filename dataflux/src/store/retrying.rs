@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Capabilities, Page, PageRequest, PutMode, Store};
+use super::{Capabilities, FolderPage, Page, PageRequest, PutMode, Store};
 use crate::error::Result;
 use crate::meta::ObjectMeta;
 use crate::retry::RetryPolicy;
@@ -65,6 +65,12 @@ impl Store for RetryStore {
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
         self.policy
             .run(self.stats(), || self.inner.list_page(req))
+            .await
+    }
+
+    async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
+        self.policy
+            .run(self.stats(), || self.inner.list_folders(prefix, token))
             .await
     }
 
