@@ -86,18 +86,25 @@ impl Folders {
     }
 
     /// The known folder boundaries strictly between `lo` and `hi` (`None`: the end of the
-    /// root), in order.
+    /// root), in order; none where `hi` is not past `lo` (an empty or spent piece).
     pub(crate) fn between<'a>(
         &'a self,
         lo: &str,
         hi: Option<&str>,
     ) -> impl Iterator<Item = &'a String> + 'a {
         let upper = match hi {
-            Some(h) => Bound::Excluded(h.to_string()),
-            None => Bound::Unbounded,
+            // `BTreeSet::range` panics on an empty or reversed range.
+            Some(h) if h <= lo => None,
+            Some(h) => Some(Bound::Excluded(h.to_string())),
+            None => Some(Bound::Unbounded),
         };
-        self.bounds
-            .range::<String, _>((Bound::Excluded(lo.to_string()), upper))
+        upper
+            .map(|upper| {
+                self.bounds
+                    .range::<String, _>((Bound::Excluded(lo.to_string()), upper))
+            })
+            .into_iter()
+            .flatten()
     }
 
     /// Where `name` lies in `[0, 1]`, every folder at a level counted as large as its
@@ -215,6 +222,9 @@ mod tests {
         let inside: Vec<&String> = f.between("i/a/x", Some("i/c/")).collect();
         assert_eq!(inside, ["i/b/", "i/b/0/", "i/b/1/"]);
         assert_eq!(f.between("i/c/x", None).collect::<Vec<_>>(), ["i/d/"]);
+        // An empty or reversed range is empty, not a panic.
+        assert_eq!(f.between("i/c/", Some("i/c/")).count(), 0);
+        assert_eq!(f.between("i/d/", Some("i/a/")).count(), 0);
     }
 
     #[test]

@@ -459,6 +459,26 @@ impl Shared {
         Some(Work::Piece(new))
     }
 
+    /// An empty answer for piece `id` says that the names it was cut by end before it: the
+    /// pieces above it that were cut with the same page's density (see [`Cut::inherit`])
+    /// lose it, and wait for their own first page rather than be cut again by a numbering
+    /// that runs past the names' end (each such cut would cost an empty request).
+    fn forget_density_past(&mut self, id: usize) {
+        let Some((first, last, _)) = self.pieces[id].page.take() else {
+            return;
+        };
+        let from = self.pieces[id].after.clone();
+        for piece in self.pieces.iter_mut().filter(|p| p.live && p.after > from) {
+            if piece
+                .page
+                .as_ref()
+                .is_some_and(|(f, l, _)| *f == first && *l == last)
+            {
+                piece.page = None;
+            }
+        }
+    }
+
     /// Marks `folder` as being looked into, for a worker to ask.
     fn explore(&mut self, folder: String) -> Work {
         self.folders.start(&folder);
@@ -737,6 +757,7 @@ impl Coordinator {
             done |= objects.len() < before;
         }
         let (Some(first), Some(last)) = (objects.first(), objects.last()) else {
+            st.forget_density_past(id);
             drop(st);
             self.wake.notify_waiters();
             return Ok(true);
@@ -948,5 +969,44 @@ async fn folders_under(store: &dyn Store, folder: &str) -> Option<Vec<String>> {
         Ok(page) if page.token.is_some() => Some(Vec::new()),
         Ok(page) => Some(page.folders),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(after: &str, upto: &str, page: Option<(&str, &str)>) -> Piece {
+        Piece {
+            after: Some(after.to_string()),
+            upto: Some(upto.to_string()),
+            page: page.map(|(f, l)| (f.to_string(), l.to_string(), None)),
+            live: true,
+        }
+    }
+
+    #[test]
+    fn an_empty_piece_takes_the_inherited_density_from_the_pieces_above_it() {
+        let page = Some(("i/000000.jpg", "i/000019.jpg"));
+        let mut st = Shared {
+            pieces: vec![
+                piece("i/000019.jpg", "i/000100.jpg", page),
+                piece("i/000100.jpg", "i/000200.jpg", page),
+                piece("i/000200.jpg", "i/000300.jpg", page),
+                piece(
+                    "i/000300.jpg",
+                    "i/000400.jpg",
+                    Some(("i/000301.jpg", "i/000320.jpg")),
+                ),
+                piece("i/000400.jpg", "i/000500.jpg", page),
+            ],
+            ..Default::default()
+        };
+        st.pieces[4].live = false;
+        st.forget_density_past(1);
+        let pages: Vec<bool> = st.pieces.iter().map(|p| p.page.is_some()).collect();
+        // Below the empty piece it stays; above it goes, except a piece's own page (and a
+        // piece that is done is left alone).
+        assert_eq!(pages, [true, false, false, true, true]);
     }
 }

@@ -331,10 +331,25 @@ impl Radix {
         })
     }
 
-    /// Whether `name` starts with the numbering's head, so that its number says where it lies
-    /// among the names like the page's (other names only get the first or the last number).
+    /// Whether `name` is a numeral of this numbering: it starts with the head and each of
+    /// its next characters is in its position's alphabet, so that its number says where it
+    /// lies among the names like the page's. Other names only get the first or the last
+    /// number (`…/cam-1/g42…` is not a number of `…/cam-1/000123.jpg`'s digits).
+    ///
+    /// ```
+    /// use dataflux::split::Radix;
+    /// let radix = Radix::learn("i/", &["i/000100.jpg", "i/000199.jpg"]).unwrap();
+    /// assert!(radix.covers("i/000150.jpg"));
+    /// assert!(radix.covers("i/0005"));
+    /// assert!(!radix.covers("i/00g500.jpg"));
+    /// assert!(!radix.covers("j/000150.jpg"));
+    /// ```
     pub fn covers(&self, name: &str) -> bool {
-        name.starts_with(self.head.as_str())
+        name.strip_prefix(self.head.as_str()).is_some_and(|tail| {
+            tail.chars()
+                .zip(&self.alphabets)
+                .all(|(c, alpha)| alpha.binary_search(&c).is_ok())
+        })
     }
 
     /// The number of `name`: monotone in name order (names before the head are 0, names
