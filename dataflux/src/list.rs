@@ -379,14 +379,14 @@ enum Plan {
 }
 
 impl Shared {
-    /// Stores a page's objects. The vector grows by an eighth at a time rather than doubling,
+    /// Stores a page's objects. The vector grows by a sixteenth at a time rather than doubling,
     /// so that at millions of objects its unused capacity stays small; a large block grows
     /// in place or by remapping, without copying.
     fn keep(&mut self, objects: Vec<ObjectMeta>) {
         let spare = self.out.capacity() - self.out.len();
         if spare < objects.len() {
             self.out
-                .reserve_exact((self.out.len() / 8).max(objects.len() * 4));
+                .reserve_exact((self.out.len() / 16).max(objects.len() * 4));
         }
         self.out.extend(objects);
     }

@@ -558,27 +558,12 @@ impl Server {
             return self.list_delimited(prefix, delimiter, lo, hi, max, fields.as_deref());
         }
         let stop = if lo < hi { (lo + max).min(hi) } else { lo };
-        let mut body = Vec::with_capacity(64 + (stop - lo) * 720);
-        body.extend_from_slice(b"{\"kind\":\"storage#objects\"");
-        if stop > lo {
-            body.extend_from_slice(b",\"items\":[");
-            for i in lo..stop {
-                if i > lo {
-                    body.push(b',');
-                }
-                self.item_json(&mut body, names.get(i), fields.as_deref());
-            }
-            body.push(b']');
-        }
-        if stop < hi {
-            body.extend_from_slice(b",\"nextPageToken\":\"");
-            for b in names.get(stop).bytes() {
-                let _ = write!(body, "{b:02x}");
-            }
-            body.push(b'"');
-        }
-        body.push(b'}');
-        Answer::ok(body)
+        self.list_answer(
+            lo..stop,
+            &[],
+            (stop < hi).then_some(stop),
+            fields.as_deref(),
+        )
     }
 
     /// objects.list with a delimiter over names `lo..hi`: the names with no delimiter past
@@ -613,11 +598,25 @@ impl Server {
                 }
             }
         }
+        self.list_answer(items, &folders, (lo < hi).then_some(lo), fields)
+    }
+
+    /// An objects.list page: the names at `items` (indices), the `folders`, and a token for
+    /// the name at `next` when there is more.
+    fn list_answer(
+        &self,
+        items: impl IntoIterator<Item = usize, IntoIter: ExactSizeIterator>,
+        folders: &[String],
+        next: Option<usize>,
+        fields: Option<&[&str]>,
+    ) -> Answer {
+        let names = &self.names;
+        let items = items.into_iter();
         let mut body = Vec::with_capacity(64 + items.len() * 720 + folders.len() * 64);
         body.extend_from_slice(b"{\"kind\":\"storage#objects\"");
-        if !items.is_empty() {
+        if items.len() > 0 {
             body.extend_from_slice(b",\"items\":[");
-            for (k, &i) in items.iter().enumerate() {
+            for (k, i) in items.enumerate() {
                 if k > 0 {
                     body.push(b',');
                 }
@@ -635,9 +634,9 @@ impl Server {
             }
             body.push(b']');
         }
-        if lo < hi {
+        if let Some(next) = next {
             body.extend_from_slice(b",\"nextPageToken\":\"");
-            for b in names.get(lo).bytes() {
+            for b in names.get(next).bytes() {
                 let _ = write!(body, "{b:02x}");
             }
             body.push(b'"');
