@@ -269,6 +269,16 @@ const KEEP_PAGES: f64 = 8.0;
 /// worker is free, before it would be cut.
 const EXPLORE_PAGES: f64 = 2.0;
 
+/// The most pages one folder's delimiter listing may take (entries count objects and folders
+/// together, so files sorted before the folders fill pages): past them the folder counts as
+/// holding none, and is cut by its names instead.
+const FOLDER_PAGES: usize = 3;
+
+/// How long a folder listing may take, retries included. Cuts of the root wait for its
+/// folders, so a store that fails only these (or hangs on them) must not hold the listing
+/// up for the retry layer's whole deadline; past this the hint is dropped.
+const FOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many doublings past the open piece's start are tried for a split point above its
 /// owner's cursor.
 const MAX_DOUBLINGS: u32 = 64;
@@ -394,6 +404,10 @@ impl Shared {
     /// The next thing for a worker without work: looking into a folder, or the upper part of
     /// the piece with the most work left.
     fn steal(&mut self, prefix: &str) -> Option<Work> {
+        // Nothing left to cut, nor to look into folders for: the listing is ending.
+        if !self.pieces.iter().any(|p| p.live) {
+            return None;
+        }
         if self.hierarchy && (prefix.is_empty() || prefix.ends_with('/')) {
             match self.folders.root_state() {
                 RootState::Wanted => return Some(self.explore(prefix.to_string())),
@@ -960,15 +974,29 @@ async fn worker(coord: &Coordinator, store: &dyn Store, page_size: usize) -> Res
     Ok(())
 }
 
-/// The folders directly under `folder`, from one delimiter listing: an empty list where
-/// there are more than one page holds (see [`crate::folders::MAX_FOLDERS`]), `None` where
-/// the store has none or the request failed (after the store's retries). Folders only say
-/// where to cut, so a listing goes on without them; a real fault shows in its pages.
+/// The folders directly under `folder`, from up to [`FOLDER_PAGES`] delimiter listings
+/// within [`FOLDER_WAIT`]: an empty list where they do not reach the end, or the requests
+/// failed or took too long (after the store's retries), `None` where the store has no
+/// delimiter listings ([`Error::Unsupported`]). Folders only say where to cut, so a listing
+/// goes on without them; a real fault shows in its pages.
 async fn folders_under(store: &dyn Store, folder: &str) -> Option<Vec<String>> {
-    match store.list_folders(folder, None).await {
-        Ok(page) if page.token.is_some() => Some(Vec::new()),
-        Ok(page) => Some(page.folders),
-        Err(_) => None,
+    let pages = async {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..FOLDER_PAGES {
+            let page = store.list_folders(folder, token.as_deref()).await?;
+            found.extend(page.folders);
+            token = page.token;
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
+    };
+    match tokio::time::timeout(FOLDER_WAIT, pages).await {
+        Ok(Ok(found)) => Some(found),
+        Ok(Err(Error::Unsupported { .. })) => None,
+        Ok(Err(_)) | Err(_) => Some(Vec::new()),
     }
 }
 

@@ -222,11 +222,8 @@ fn open_s3(url: &str, bucket: &str) -> Result<GenericStore> {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
-    Ok(GenericStore::new(
-        Arc::new(s3),
-        format!("s3://{bucket}"),
-        true,
-    ))
+    let s3 = Arc::new(s3);
+    Ok(GenericStore::new(s3.clone(), format!("s3://{bucket}"), true).with_paginated_listing(s3))
 }
 
 fn open_local(url: &str, root: &Path, create: bool) -> Result<GenericStore> {

@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use dataflux::store::hooked::{Answer, Call, HookStore};
@@ -590,7 +591,9 @@ fn skewed_tree() -> Vec<String> {
     names
 }
 
-/// Counts the folder listings a store is asked for, and fails them when told to.
+/// Counts the folder listings a store is asked for, and fails them when told to. Pages
+/// take a millisecond, so that on a memory store the workers interleave as they would over
+/// a network (an in-memory page never yields, and one worker would list it all).
 fn counting_folders(
     inner: Arc<dyn Store>,
     fail: bool,
@@ -606,6 +609,7 @@ fn counting_folders(
                 Answer::Forward
             }
         }
+        Call::List(_) => Answer::Delay(Duration::from_millis(1)),
         _ => Answer::Forward,
     });
     (Arc::new(store), asked)
@@ -659,6 +663,75 @@ async fn check_skewed(inner: Arc<dyn Store>) {
         spent[0] <= spent[1] + 1,
         "{spent:?}: with folders, then without"
     );
+}
+
+/// A folder listing that never answers holds nothing up: the listing drops the hint after
+/// its wait and is exact.
+#[tokio::test]
+async fn a_silent_folder_listing_only_drops_the_hint() {
+    let inner = paged_memory_store();
+    let names = skewed_tree();
+    put_bounded(&inner, &names).await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    let store: Arc<dyn Store> = Arc::new(HookStore::new(inner, move |call| match call {
+        Call::Folders(_) => {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Answer::Delay(Duration::from_secs(3600))
+        }
+        // (Pages take a millisecond, so that the workers interleave: see counting_folders.)
+        Call::List(_) => Answer::Delay(Duration::from_millis(1)),
+        _ => Answer::Forward,
+    }));
+    let options = ListOptions::default()
+        .with_parallelism(16)
+        .with_page_size(20)
+        .with_race_sequential(false);
+    let listing = tokio::time::timeout(Duration::from_secs(60), list(&store, "cams/", &options))
+        .await
+        .expect("the listing does not wait for a silent folder listing")
+        .expect("list");
+    let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(got, names);
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A prefix holding thousands of files and one folder: its folder listing stops after a few
+/// pages (entries count files and folders alike) instead of reading the whole prefix, and
+/// the listing is exact.
+async fn check_flat_with_a_folder(inner: Arc<dyn Store>) {
+    // The folder sorts first, so that the first page shows a hierarchy.
+    let mut names: Vec<String> = (0..5).map(|i| format!("flat/a/{i}.jpg")).collect();
+    names.extend((0..3_500).map(|i| format!("flat/b{i:05}.jpg")));
+    put_bounded(&inner, &names).await;
+    let (store, asked) = counting_folders(inner.clone(), false);
+    let options = ListOptions::default()
+        .with_parallelism(16)
+        .with_page_size(100)
+        .with_race_sequential(false);
+    let listing = list(&store, "flat/", &options).await.expect("list");
+    let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(got, names, "{}", inner.url());
+    let asked = asked.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{}: {asked} folder listings", inner.url());
+    assert!((1..=3).contains(&asked), "{asked} folder listings");
+}
+
+#[tokio::test]
+async fn flat_prefix_with_a_folder_on_emulator_lists_few_folder_pages() {
+    let Some(store) = gcs_store("list-flat").await else {
+        return;
+    };
+    check_flat_with_a_folder(store).await;
+}
+
+#[tokio::test]
+async fn flat_prefix_with_a_folder_on_s3_lists_few_folder_pages() {
+    let Some(store) = s3_store("list-flat").await else {
+        eprintln!("AWS_ENDPOINT not set: S3 test skipped");
+        return;
+    };
+    check_flat_with_a_folder(store).await;
 }
 
 #[tokio::test]

@@ -529,11 +529,11 @@ impl Server {
         let (mut lo, mut hi) = (0, names.len());
         let mut max = MAX_RESULTS;
         let (mut prefix, mut delimiter) = ("", "");
-        let mut fields: Option<Vec<&str>> = None;
+        let mut fields: Option<&str> = None;
         for (key, value) in params {
             match key.as_str() {
                 "delimiter" => delimiter = value,
-                "fields" => fields = item_fields(value),
+                "fields" => fields = Some(value),
                 "prefix" if !value.is_empty() => {
                     prefix = value;
                     let range = names.prefix_range(value);
@@ -555,15 +555,10 @@ impl Server {
             }
         }
         if !delimiter.is_empty() {
-            return self.list_delimited(prefix, delimiter, lo, hi, max, fields.as_deref());
+            return self.list_delimited(prefix, delimiter, lo, hi, max, fields);
         }
         let stop = if lo < hi { (lo + max).min(hi) } else { lo };
-        self.list_answer(
-            lo..stop,
-            &[],
-            (stop < hi).then_some(stop),
-            fields.as_deref(),
-        )
+        self.list_answer(lo..stop, &[], (stop < hi).then_some(stop), fields)
     }
 
     /// objects.list with a delimiter over names `lo..hi`: the names with no delimiter past
@@ -578,7 +573,7 @@ impl Server {
         mut lo: usize,
         hi: usize,
         max: usize,
-        fields: Option<&[&str]>,
+        fields: Option<&str>,
     ) -> Answer {
         let names = &self.names;
         let (mut items, mut folders): (Vec<usize>, Vec<String>) = (Vec::new(), Vec::new());
@@ -602,29 +597,33 @@ impl Server {
     }
 
     /// An objects.list page: the names at `items` (indices), the `folders`, and a token for
-    /// the name at `next` when there is more.
+    /// the name at `next` when there is more; with `fields` (a partial response), only the
+    /// parts it names (`items` or `items(name,size,…)`, `prefixes`), as GCS does.
     fn list_answer(
         &self,
         items: impl IntoIterator<Item = usize, IntoIter: ExactSizeIterator>,
         folders: &[String],
         next: Option<usize>,
-        fields: Option<&[&str]>,
+        fields: Option<&str>,
     ) -> Answer {
         let names = &self.names;
         let items = items.into_iter();
+        let wants = |part: &str| fields.is_none_or(|f| f.contains(part));
+        let item_fields = fields.and_then(item_fields);
+        let item_fields = item_fields.as_deref();
         let mut body = Vec::with_capacity(64 + items.len() * 720 + folders.len() * 64);
         body.extend_from_slice(b"{\"kind\":\"storage#objects\"");
-        if items.len() > 0 {
+        if items.len() > 0 && wants("items") {
             body.extend_from_slice(b",\"items\":[");
             for (k, i) in items.enumerate() {
                 if k > 0 {
                     body.push(b',');
                 }
-                self.item_json(&mut body, names.get(i), fields);
+                self.item_json(&mut body, names.get(i), item_fields);
             }
             body.push(b']');
         }
-        if !folders.is_empty() {
+        if !folders.is_empty() && wants("prefixes") {
             body.extend_from_slice(b",\"prefixes\":[");
             for (k, f) in folders.iter().enumerate() {
                 if k > 0 {
@@ -1004,6 +1003,24 @@ mod tests {
             ],
         );
         assert_eq!(lean["nextPageToken"], full["nextPageToken"]);
+        assert!(lean["prefixes"].is_null());
+        // A folder listing that asks for folders and the token only gets no items.
+        let folders = json(
+            &s,
+            &[
+                ("delimiter", "/"),
+                ("maxResults", "1000"),
+                ("fields", "nextPageToken,prefixes"),
+            ],
+        );
+        assert!(folders["items"].is_null(), "{folders}");
+        assert!(folders["prefixes"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()));
+        assert_eq!(
+            folders["prefixes"],
+            json(&s, &[("delimiter", "/"), ("maxResults", "1000")])["prefixes"]
+        );
         for (l, f) in lean["items"]
             .as_array()
             .unwrap()

@@ -52,7 +52,9 @@ struct Lister {
 }
 
 /// The partial response a listing asks for.
-const LIST_FIELDS: &str = "nextPageToken,prefixes,items(name,size,generation,crc32c,updated)";
+const LIST_FIELDS: &str = "nextPageToken,items(name,size,generation,crc32c,updated)";
+/// What a delimiter (folder) listing asks for: the folders and the token, not the items.
+const FOLDER_FIELDS: &str = "nextPageToken,prefixes";
 
 /// An objects.list answer, as far as a listing reads it.
 #[derive(serde::Deserialize)]
@@ -188,14 +190,15 @@ impl GcsStore {
         }
     }
 
-    /// One objects.list request with these parameters (and the partial-response fields).
-    async fn list_request(&self, query: &[(&str, &str)]) -> Result<ListAnswer> {
+    /// One objects.list request with these parameters, answering only `fields` (a partial
+    /// response).
+    async fn list_request(&self, query: &[(&str, &str)], fields: &str) -> Result<ListAnswer> {
         let mut builder = self
             .lister
             .http
             .get(&self.lister.objects_url)
             .query(query)
-            .query(&[("fields", LIST_FIELDS)]);
+            .query(&[("fields", fields)]);
         if let Some(source) = &self.lister.token {
             let token = source
                 .token()
@@ -363,7 +366,7 @@ impl Store for GcsStore {
         if let Some(token) = req.token {
             query.push(("pageToken", token));
         }
-        let answer = self.list_request(&query).await?;
+        let answer = self.list_request(&query, LIST_FIELDS).await?;
         let mut more = answer.next_page_token.is_some();
         let mut objects = Vec::with_capacity(answer.items.len());
         for item in answer.items {
@@ -393,13 +396,9 @@ impl Store for GcsStore {
         if let Some(token) = token {
             query.push(("pageToken", token));
         }
-        let answer = self.list_request(&query).await?;
-        let mut folders = answer.prefixes;
-        folders.retain(|f| f.len() > prefix.len() && f.starts_with(prefix) && f.ends_with('/'));
-        folders.sort_unstable();
-        folders.dedup();
+        let answer = self.list_request(&query, FOLDER_FIELDS).await?;
         Ok(FolderPage {
-            folders,
+            folders: answer.prefixes,
             token: answer.next_page_token,
         })
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -14,11 +15,24 @@ use crate::error::{status_is_transient, Error, Operation, Result};
 use crate::meta::ObjectMeta;
 
 /// A [`Store`] over any [`ObjectStore`].
-#[derive(Debug)]
 pub struct GenericStore {
     inner: Arc<dyn ObjectStore>,
+    /// The same store's one-page listings, where it has them (S3): folder listings then
+    /// cost one request each, not the whole prefix.
+    paged: Option<Arc<dyn PaginatedListStore>>,
     url: String,
     remote: bool,
+}
+
+impl std::fmt::Debug for GenericStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericStore")
+            .field("inner", &self.inner)
+            .field("paged", &self.paged.is_some())
+            .field("url", &self.url)
+            .field("remote", &self.remote)
+            .finish()
+    }
 }
 
 impl GenericStore {
@@ -34,9 +48,19 @@ impl GenericStore {
     pub fn new(inner: Arc<dyn ObjectStore>, url: impl Into<String>, remote: bool) -> Self {
         Self {
             inner,
+            paged: None,
             url: url.into(),
             remote,
         }
+    }
+
+    /// Lists folders through `paged` (the same store as `inner`, e.g. an `AmazonS3`), a
+    /// page per request. Without it, a folder listing is `object_store`'s
+    /// `list_with_delimiter`, which reads every page of the prefix: as long as listing it
+    /// all on a remote store. [`crate::Location::open`] sets it for S3.
+    pub fn with_paginated_listing(mut self, paged: Arc<dyn PaginatedListStore>) -> Self {
+        self.paged = Some(paged);
+        self
     }
 
     /// Object names are used as given (`Path::from` would percent-encode them).
@@ -199,23 +223,36 @@ impl Store for GenericStore {
     }
 
     async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
-        // `object_store` pages through the delimiter listing itself: one call, all folders.
-        let _ = token;
-        let listed = self
-            .inner
-            .list_with_delimiter(segment_prefix(prefix).as_ref())
-            .await
-            .map_err(|e| self.map_err(Operation::List, prefix, e))?;
-        let mut folders: Vec<String> = listed
-            .common_prefixes
-            .iter()
-            .map(|p| format!("{p}/"))
-            .filter(|f| f.len() > prefix.len() && f.starts_with(prefix))
-            .collect();
-        folders.sort_unstable();
+        let (common_prefixes, token) = match &self.paged {
+            // One page (up to 1,000 entries, objects and folders together) per request.
+            Some(paged) => {
+                let options = PaginatedListOptions {
+                    delimiter: Some("/".into()),
+                    max_keys: Some(MAX_PAGE),
+                    page_token: token.map(str::to_string),
+                    ..Default::default()
+                };
+                let page = paged
+                    .list_paginated((!prefix.is_empty()).then_some(prefix), options)
+                    .await
+                    .map_err(|e| self.map_err(Operation::List, prefix, e))?;
+                (page.result.common_prefixes, page.page_token)
+            }
+            // A local or memory store walks the prefix in one call anyway; a remote store
+            // without one-page listings reads every page of the prefix here (the listing
+            // waits for folders only so long: `list`'s folder wait).
+            None => {
+                let listed = self
+                    .inner
+                    .list_with_delimiter(segment_prefix(prefix).as_ref())
+                    .await
+                    .map_err(|e| self.map_err(Operation::List, prefix, e))?;
+                (listed.common_prefixes, None)
+            }
+        };
         Ok(FolderPage {
-            folders,
-            token: None,
+            folders: common_prefixes.iter().map(|p| format!("{p}/")).collect(),
+            token,
         })
     }
 

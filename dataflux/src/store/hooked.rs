@@ -15,6 +15,7 @@ use crate::stats::Stats;
 
 /// One call to a [`HookStore`], with the object (or listing) it is about.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Call<'a> {
     /// A page request.
     List(PageRequest<'a>),
@@ -59,6 +60,7 @@ impl Call<'_> {
 
 /// What the hook decides.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Answer {
     /// Forward the call.
     Forward,
@@ -68,6 +70,8 @@ pub enum Answer {
     Page(Page),
     /// Forward a read and return only the first half of the body.
     CutBody,
+    /// Forward the call after this long: a slow or silent server.
+    Delay(std::time::Duration),
 }
 
 impl Answer {
@@ -135,9 +139,13 @@ impl HookStore {
         self
     }
 
-    fn ask(&self, call: Call<'_>) -> Result<Answer> {
+    async fn ask(&self, call: Call<'_>) -> Result<Answer> {
         match (self.hook)(&call) {
             Answer::Fail(e) => Err(e),
+            Answer::Delay(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(Answer::Forward)
+            }
             other => Ok(other),
         }
     }
@@ -166,19 +174,19 @@ impl Store for HookStore {
     }
 
     async fn list_page(&self, req: PageRequest<'_>) -> Result<Page> {
-        match self.ask(Call::List(req))? {
+        match self.ask(Call::List(req)).await? {
             Answer::Page(page) => Ok(page),
             _ => self.inner.list_page(req).await,
         }
     }
 
     async fn list_folders(&self, prefix: &str, token: Option<&str>) -> Result<FolderPage> {
-        self.ask(Call::Folders(prefix))?;
+        self.ask(Call::Folders(prefix)).await?;
         self.inner.list_folders(prefix, token).await
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        let cut = matches!(self.ask(Call::Get(name))?, Answer::CutBody);
+        let cut = matches!(self.ask(Call::Get(name)).await?, Answer::CutBody);
         let body = self.inner.get(name, range).await?;
         Ok(if cut {
             body.slice(..body.len() / 2)
@@ -188,22 +196,22 @@ impl Store for HookStore {
     }
 
     async fn head(&self, name: &str) -> Result<ObjectMeta> {
-        self.ask(Call::Head(name))?;
+        self.ask(Call::Head(name)).await?;
         self.inner.head(name).await
     }
 
     async fn put(&self, name: &str, data: Bytes, mode: PutMode) -> Result<ObjectMeta> {
-        self.ask(Call::Put(name, mode))?;
+        self.ask(Call::Put(name, mode)).await?;
         self.inner.put(name, data, mode).await
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
-        self.ask(Call::Delete(name))?;
+        self.ask(Call::Delete(name)).await?;
         self.inner.delete(name).await
     }
 
     async fn compose(&self, sources: &[ObjectMeta], dest: &str) -> Result<ObjectMeta> {
-        self.ask(Call::Compose(dest))?;
+        self.ask(Call::Compose(dest)).await?;
         self.inner.compose(sources, dest).await
     }
 }
