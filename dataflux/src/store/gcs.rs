@@ -397,10 +397,11 @@ impl Store for GcsStore {
             query.push(("pageToken", token));
         }
         let answer = self.list_request(&query, FOLDER_FIELDS).await?;
-        Ok(FolderPage {
-            folders: answer.prefixes,
-            token: answer.next_page_token,
-        })
+        Ok(FolderPage::new(
+            prefix,
+            answer.prefixes,
+            answer.next_page_token,
+        ))
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

@@ -250,10 +250,11 @@ impl Store for GenericStore {
                 (listed.common_prefixes, None)
             }
         };
-        Ok(FolderPage {
-            folders: common_prefixes.iter().map(|p| format!("{p}/")).collect(),
+        Ok(FolderPage::new(
+            prefix,
+            common_prefixes.iter().map(|p| format!("{p}/")),
             token,
-        })
+        ))
     }
 
     async fn get(&self, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {

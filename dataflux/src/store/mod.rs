@@ -96,6 +96,31 @@ pub struct FolderPage {
     pub token: Option<String>,
 }
 
+impl FolderPage {
+    /// A page of `folders` found under `prefix`, in the form and order the type promises:
+    /// only names that extend `prefix` and end in `/`, ascending, each once.
+    ///
+    /// ```
+    /// use dataflux::FolderPage;
+    /// let page = FolderPage::new("i/", ["i/b/", "i/a/", "i/", "j/c/", "i/a/"], None);
+    /// assert_eq!(page.folders, ["i/a/", "i/b/"]);
+    /// ```
+    pub fn new(
+        prefix: &str,
+        folders: impl IntoIterator<Item = impl Into<String>>,
+        token: Option<String>,
+    ) -> Self {
+        let mut folders: Vec<String> = folders
+            .into_iter()
+            .map(Into::into)
+            .filter(|f| f.len() > prefix.len() && f.starts_with(prefix) && f.ends_with('/'))
+            .collect();
+        folders.sort_unstable();
+        folders.dedup();
+        Self { folders, token }
+    }
+}
+
 /// How a write treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutMode {
