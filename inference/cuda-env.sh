@@ -40,6 +40,9 @@ cuda_env_setup() {
   # No GPU to ask: build for H100/H200 (sm_90). cudarc reads the version from here too.
   export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
   export CUDARC_CUDA_VERSION=13040
+  # candle-kernels' build (cudaforge) compiles its 26 .cu files on half the cores by default: one
+  # on a 2-core machine, 15 minutes of a cold CI run. Every core, unless told otherwise.
+  export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
   nvcc --version | tail -n 2
 }
 
