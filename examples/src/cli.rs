@@ -172,14 +172,14 @@ fn find_samples(exe_dir: Option<&Path>, cwd: Option<&Path>) -> Result<PathBuf, V
 /// ```
 pub fn model_source(flag: &str, value: &str) -> Result<ModelSource, ConfigError> {
     let path = Path::new(value);
-    if path.is_dir() {
+    if path.is_dir() || (path.is_file() && value.to_ascii_lowercase().ends_with(".onnx")) {
         return Ok(ModelSource::Local(path.to_path_buf()));
     }
     let repo = value.split('@').next().unwrap_or(value);
     let path_like = value.starts_with(['/', '.', '~']) || repo.matches('/').count() > 1;
     if path_like || value.is_empty() {
         return Err(ConfigError(format!(
-            "{flag} {value}: no such checkpoint directory (and not a hub id owner/name)"
+            "{flag} {value}: no such checkpoint directory or .onnx file (and not a hub id owner/name)"
         )));
     }
     Ok(value.parse().unwrap_or_else(|e| match e {}))
@@ -248,8 +248,10 @@ impl From<FormatArg> for OutputFormat {
 pub enum TaskArg {
     /// Top-k labels (ViT classifiers).
     Classify,
-    /// Image embeddings (CLIP).
+    /// Image embeddings (CLIP, or any ONNX model).
     Embed,
+    /// Every output of an ONNX model, as float32 list columns (any model).
+    Outputs,
 }
 
 impl From<TaskArg> for dataflux_pipeline::Task {
@@ -257,6 +259,7 @@ impl From<TaskArg> for dataflux_pipeline::Task {
         match t {
             TaskArg::Classify => dataflux_pipeline::Task::Classify,
             TaskArg::Embed => dataflux_pipeline::Task::Embed,
+            TaskArg::Outputs => dataflux_pipeline::Task::Outputs,
         }
     }
 }
@@ -341,5 +344,150 @@ mod tests {
             find_samples(Some(&bin), Some(&deep)).unwrap(),
             found(bin.join("samples"))
         );
+    }
+}
+
+/// `--pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolingArg {
+    /// The first token (`[CLS]`).
+    Cls,
+    /// The mean over all tokens.
+    Mean,
+}
+
+impl From<PoolingArg> for dataflux_inference::Pooling {
+    fn from(p: PoolingArg) -> Self {
+        match p {
+            PoolingArg::Cls => dataflux_inference::Pooling::Cls,
+            PoolingArg::Mean => dataflux_inference::Pooling::Mean,
+        }
+    }
+}
+
+/// `--resample`: PIL's filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResampleArg {
+    /// PIL NEAREST.
+    Nearest,
+    /// PIL BILINEAR (antialiased).
+    Bilinear,
+    /// PIL BICUBIC.
+    Bicubic,
+    /// PIL LANCZOS.
+    Lanczos,
+}
+
+impl From<ResampleArg> for dataflux_inference::Resample {
+    fn from(r: ResampleArg) -> Self {
+        match r {
+            ResampleArg::Nearest => dataflux_inference::Resample::Nearest,
+            ResampleArg::Bilinear => dataflux_inference::Resample::Bilinear,
+            ResampleArg::Bicubic => dataflux_inference::Resample::Bicubic,
+            ResampleArg::Lanczos => dataflux_inference::Resample::Lanczos,
+        }
+    }
+}
+
+/// The preprocessing flags of an ONNX model without a `preprocessor_config.json` (a bare
+/// `.onnx` file), as one configuration; `None` when no flag is given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreprocessFlags {
+    /// `--preprocessor-config`: a `preprocessor_config.json` to use.
+    pub config_file: Option<std::path::PathBuf>,
+    /// `--image-size`: `N` or `HxW`.
+    pub image_size: Option<String>,
+    /// `--center-crop`: `N` or `HxW`.
+    pub center_crop: Option<String>,
+    /// `--image-mean`: three numbers.
+    pub mean: Option<String>,
+    /// `--image-std`: three numbers.
+    pub std: Option<String>,
+    /// `--resample`.
+    pub resample: Option<ResampleArg>,
+}
+
+impl PreprocessFlags {
+    /// The configuration the flags describe, or `None` when none is given: torchvision's
+    /// steps, PIL-exact: resize to `--image-size` (`HxW` exactly; `N` exactly to NxN, or the
+    /// shortest edge to N when `--center-crop` is given), centre crop, rescale by 1/255,
+    /// normalise with `--image-mean` / `--image-std` (default ImageNet's).
+    pub fn config(&self) -> Result<Option<dataflux_inference::PreprocessorConfig>, ConfigError> {
+        use dataflux_inference::config::Resize;
+        if let Some(path) = &self.config_file {
+            return dataflux_inference::PreprocessorConfig::from_file(path)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("--preprocessor-config: {e}")));
+        }
+        if *self == Self::default() {
+            return Ok(None);
+        }
+        let size = |flag: &str, v: &str| -> Result<(u32, u32, bool), ConfigError> {
+            let bad = || {
+                ConfigError(format!(
+                    "{flag} {v}: expected N or HxW (pixels, at least 1)"
+                ))
+            };
+            let (h, w, square) = match v.split_once(['x', 'X']) {
+                Some((h, w)) => (
+                    h.trim().parse().map_err(|_| bad())?,
+                    w.trim().parse().map_err(|_| bad())?,
+                    false,
+                ),
+                None => {
+                    let n: u32 = v.trim().parse().map_err(|_| bad())?;
+                    (n, n, true)
+                }
+            };
+            if h == 0 || w == 0 {
+                return Err(bad());
+            }
+            Ok((h, w, square))
+        };
+        let three = |flag: &str, v: &str| -> Result<[f32; 3], ConfigError> {
+            let parts: Vec<f32> = v
+                .split(',')
+                .map(|p| p.trim().parse::<f32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| ConfigError(format!("{flag} {v}: expected three numbers, a,b,c")))?;
+            <[f32; 3]>::try_from(parts)
+                .map_err(|_| ConfigError(format!("{flag} {v}: expected three numbers, a,b,c")))
+        };
+        let (h, w, square) = match &self.image_size {
+            Some(v) => size("--image-size", v)?,
+            None => (224, 224, true),
+        };
+        let crop = match &self.center_crop {
+            Some(v) => Some(size("--center-crop", v)?),
+            None => None,
+        };
+        let mut config = dataflux_inference::PreprocessorConfig::square(h);
+        config.resize = Resize::To {
+            height: h,
+            width: w,
+        };
+        (config.height, config.width) = (h, w);
+        if let Some((ch, cw, _)) = crop {
+            if square {
+                config.resize = Resize::ShortestEdge(h);
+            }
+            config.center_crop = true;
+            (config.height, config.width) = (ch, cw);
+        }
+        config.image_mean = match &self.mean {
+            Some(v) => three("--image-mean", v)?,
+            None => [0.485, 0.456, 0.406],
+        };
+        config.image_std = match &self.std {
+            Some(v) => three("--image-std", v)?,
+            None => [0.229, 0.224, 0.225],
+        };
+        if config.image_std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Err(ConfigError("--image-std: a standard deviation of 0".into()));
+        }
+        if let Some(r) = self.resample {
+            config.resample = r.into();
+        }
+        Ok(Some(config))
     }
 }

@@ -212,12 +212,95 @@ pub enum Error {
     /// A tensor operation failed while running the model.
     #[error("model computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A model path holds nothing we can run.
+    #[error("{} holds no model we can run: looked for model.onnx, onnx/model.onnx (ONNX Runtime) and config.json with model.safetensors (candle), or a .onnx file; found {}", .path.display(), if .found.is_empty() { "nothing".to_string() } else { .found.join(", ") })]
+    UnrecognizedModel {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is in the folder.
+        found: Vec<String>,
+    },
+    /// The ONNX Runtime library is not where we look for it.
+    #[error("ONNX Runtime (libonnxruntime.so) not found (looked in: {}); install it with `pip install onnxruntime` (onnxruntime-gpu for CUDA) in the active Python environment, or set ORT_DYLIB_PATH to the library file", .looked.join("; "))]
+    OnnxRuntimeMissing {
+        /// Where we looked.
+        looked: Vec<String>,
+    },
+    /// The ONNX Runtime library cannot be used (an older version than `ort` needs, a file that
+    /// is not the library).
+    #[error("ONNX Runtime library {}: {reason}", .path.display())]
+    OnnxRuntimeLibrary {
+        /// The library file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// ONNX Runtime failed while running a model.
+    #[error("ONNX Runtime: {what}: {reason}")]
+    OnnxRuntime {
+        /// What we were doing.
+        what: String,
+        /// ONNX Runtime's message.
+        reason: String,
+    },
+    /// An execution provider (CUDA) cannot be registered: we never fall back to the CPU.
+    #[error("ONNX Runtime's {provider} cannot be used: {reason}")]
+    OnnxProvider {
+        /// The provider.
+        provider: String,
+        /// Why (a missing library, no device).
+        reason: String,
+    },
+    /// An ONNX model we cannot run as an image model (its inputs, or no output for the task).
+    #[error("cannot run {}: {reason}", .path.display())]
+    OnnxModel {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// This build lacks a cargo feature the model needs.
+    #[error(
+        "{what} needs the cargo feature {feature} of dataflux-inference, which this build lacks"
+    )]
+    FeatureDisabled {
+        /// What needed it.
+        what: String,
+        /// The feature.
+        feature: &'static str,
+    },
     /// The pipelined classifier's decode thread failed.
     #[error("decode worker stopped: {reason}")]
     Worker {
         /// What happened.
         reason: String,
     },
+}
+
+impl Error {
+    /// Whether this is an error of the model's set-up (its files, the library or device it
+    /// needs), which no retry fixes: a binary reports it as a configuration error.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::MissingFile { .. }
+                | Error::Json { .. }
+                | Error::InvalidConfig { .. }
+                | Error::WrongArchitecture { .. }
+                | Error::MissingWeight { .. }
+                | Error::ShapeMismatch { .. }
+                | Error::Weights { .. }
+                | Error::InvalidDevice { .. }
+                | Error::DeviceUnavailable { .. }
+                | Error::UnsupportedDtype { .. }
+                | Error::UnrecognizedModel { .. }
+                | Error::OnnxRuntimeMissing { .. }
+                | Error::OnnxRuntimeLibrary { .. }
+                | Error::OnnxProvider { .. }
+                | Error::OnnxModel { .. }
+                | Error::FeatureDisabled { .. }
+        )
+    }
 }
 
 /// Result type of this crate.

@@ -11,6 +11,8 @@
 //! - [`embedder`]: loading, batched image embeddings (L2-normalised or raw).
 //! - [`staging`]: 8-bit batches to the model's input on its device (normalised on the GPU).
 //! - [`device`]: `auto`, `cpu`, `cuda:N`.
+//! - [`folder`]: a model folder recognised by its files (candle or ONNX Runtime).
+//! - `onnx` (feature `onnx`): ONNX Runtime for any image model exported to ONNX.
 //!
 //! ```no_run
 //! use dataflux_inference::{Classifier, DecodePool, DeviceSpec, LoadOptions, ModelSource};
@@ -39,6 +41,10 @@ pub mod device;
 mod draft;
 pub mod embedder;
 pub mod error;
+pub mod folder;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+pub mod pooling;
 pub mod preprocess;
 mod resample;
 mod simd;
@@ -52,6 +58,7 @@ pub use config::{ClipConfig, ClipVisionConfig, PreprocessorConfig, Resample, Res
 pub use device::DeviceSpec;
 pub use embedder::Embedder;
 pub use error::{Error, PreprocessError, Result};
+pub use pooling::Pooling;
 pub use preprocess::{
     CroppedImage, DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor,
 };

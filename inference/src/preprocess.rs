@@ -8,14 +8,14 @@
 //!    allocated, and the decoder's allocations are capped too.
 //! 2. Convert to 8-bit RGB as PIL's `convert("RGB")`: grey is replicated, alpha is dropped (not
 //!    blended onto a background), palettes are expanded, CMYK becomes `(255-C)(255-K)/255`.
-//!    16-bit samples are rounded to `v / 257`. *Difference from PIL*: PIL opens 16-bit grey PNGs
-//!    as mode `I;16` and its `convert("RGB")` clips values above 255, so almost every pixel turns
-//!    white; we scale instead. For 16-bit RGB PNGs PIL keeps the high byte (`v >> 8`), which is
-//!    within one level of ours.
+//!    16-bit RGB(A) samples keep their high byte (`v >> 8`), as PIL reads them; 16-bit grey is
+//!    rounded to `v / 257`. *Difference from PIL*: PIL opens 16-bit grey PNGs as mode `I;16` and
+//!    its `convert("RGB")` clips values above 255, so almost every pixel turns white; we scale
+//!    instead.
 //! 3. Resize ([`crate::config::Resize`]): to exactly `height`x`width` (ViT, aspect ratio not
 //!    kept) or by the shortest edge (CLIP, aspect kept), with PIL's antialiased convolution
-//!    filters — bilinear, bicubic, Lanczos, box, Hamming — as `Image.resize` applies them
-//!    (`fast_image_resize` implements PIL's fixed-point convolution).
+//!    filters — bilinear, bicubic, Lanczos, box, Hamming — as `Image.resize` applies them, value
+//!    for value (`crate::resample`, Pillow's fixed-point convolution and pass order).
 //! 4. Centre crop to the model's input when the config asks (`transformers`' `center_crop`,
 //!    zero padding included).
 //! 5. Rescale by `rescale_factor` (1/255) and normalize with the config's mean and std, channels
@@ -170,8 +170,14 @@ impl Preprocessor {
                 } else {
                     v as f32
                 };
+                if config.do_rescale && config.rescale_offset {
+                    x -= 1.0;
+                }
                 if config.do_normalize {
                     x = (x - config.image_mean[c]) / config.image_std[c];
+                }
+                if config.extra_std_division {
+                    x /= config.image_std[c];
                 }
                 *out = x;
             }
@@ -450,14 +456,12 @@ impl Preprocessor {
             PreprocessMode::Exact => (rgb.as_raw(), sw, sh),
         };
         // fast_image_resize implements Pillow's convolution, but with 16-bit coefficients and
-        // the vertical pass first: a level off now and then, and up to 20+ levels where
-        // bicubic's overshoot is clipped between the passes. Pillow's own arithmetic
-        // (`crate::resample`) runs wherever that shows: filters with negative lobes and the
-        // CLIP-style (centre-crop) processors. The ViT path (exact size, no crop, bilinear)
-        // stays on fast_image_resize, exactly as it was.
-        let negative_lobes = matches!(self.config.resample, Resample::Bicubic | Resample::Lanczos);
-        if (negative_lobes || self.config.center_crop) && self.config.resample != Resample::Nearest
-        {
+        // the vertical pass first: a level off now and then (on ~15% of the pixels of an exact
+        // ViT resize), and up to 20+ levels where bicubic's overshoot is clipped between the
+        // passes. Pillow's own arithmetic (`crate::resample`) runs for every convolution
+        // filter, so that models whose logits amplify single levels (any ONNX model compared
+        // with transformers) see PIL's pixels; fast_image_resize keeps nearest-neighbour.
+        if self.config.resample != Resample::Nearest {
             crate::resample::resize_rgb8(
                 src,
                 (w as usize, h as usize),
@@ -659,7 +663,25 @@ fn decode_rgb8_as(
     if alpha_on_white && image.color().has_alpha() {
         return Ok(composite_on_white(&image));
     }
-    Ok(image.into_rgb8())
+    Ok(match image {
+        // PIL reads 16-bit RGB(A) PNGs with libpng's strip-16: the high byte of each sample.
+        image::DynamicImage::ImageRgb16(_) | image::DynamicImage::ImageRgba16(_) => {
+            high_bytes_rgb(&image)
+        }
+        image => image.into_rgb8(),
+    })
+}
+
+/// The high byte of each colour sample of a 16-bit RGB(A) image, alpha dropped (PIL's
+/// `convert("RGB")` of such a PNG).
+fn high_bytes_rgb(image: &image::DynamicImage) -> RgbImage {
+    let (w, h) = (image.width(), image.height());
+    let rgba = image.to_rgba16();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+    for px in rgba.pixels() {
+        out.extend(px.0[..3].iter().map(|&v| (v >> 8) as u8));
+    }
+    RgbImage::from_raw(w, h, out).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
 /// PIL's `Image.alpha_composite(white, image)` then `convert("RGB")`: with an opaque

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use crate::config::PreprocessorConfig;
 use crate::device::{check_dtype, default_dtype};
 use crate::error::{Error, Result};
+use crate::folder::{Checkpoint, OnnxFiles, ONNX_FILE, ONNX_SUBDIR_FILE};
 
 /// Name of the model configuration file.
 pub const CONFIG_FILE: &str = "config.json";
@@ -237,10 +238,61 @@ impl ModelFiles {
 
     /// Resolves `source` to local files, downloading from the hub into its cache when needed.
     pub async fn fetch(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
-        let (repo, revision) = match source {
+        let hub = match source {
             ModelSource::Local(dir) => return Self::in_dir(dir),
-            ModelSource::Hub { repo, revision } => (repo, revision),
+            ModelSource::Hub { repo, revision } => Hub::new(repo, revision, options)?,
         };
+        let config = hub.get(CONFIG_FILE).await?;
+        hub.candle_files(config).await
+    }
+}
+
+/// Fetches the model of `source` and recognises it ([`crate::folder::recognise`]): a local
+/// folder or `.onnx` file by its files; a hub repository by its `config.json` (an architecture
+/// in `implemented` is fetched as safetensors for candle) and then by `model.onnx` or
+/// `onnx/model.onnx` (for ONNX Runtime), falling back to the safetensors.
+pub async fn fetch_checkpoint(
+    source: &ModelSource,
+    options: &LoadOptions,
+    implemented: &[&str],
+) -> Result<Checkpoint> {
+    let hub = match source {
+        ModelSource::Local(path) => return crate::folder::recognise(path, implemented),
+        ModelSource::Hub { repo, revision } => Hub::new(repo, revision, options)?,
+    };
+    let config = hub.get(CONFIG_FILE).await?;
+    let ours = crate::config::architecture(&config)
+        .map(|a| implemented.contains(&a.as_str()))
+        .unwrap_or(false);
+    if !ours {
+        for name in [ONNX_FILE, ONNX_SUBDIR_FILE] {
+            match hub.get_optional(name).await? {
+                Some(model) => {
+                    return Ok(Checkpoint::Onnx(OnnxFiles {
+                        model,
+                        config: Some(config),
+                        preprocessor_config: hub.get_optional(PREPROCESSOR_FILE).await?,
+                    }))
+                }
+                None => continue,
+            }
+        }
+    }
+    hub.candle_files(config).await.map(Checkpoint::Candle)
+}
+
+/// One hub repository at one revision, read through hf-hub's cache.
+struct Hub {
+    repo: String,
+    endpoint: String,
+    handle: hf_hub::HFRepository<hf_hub::RepoTypeModel>,
+    revision: Option<String>,
+    offline: bool,
+    refresh: bool,
+}
+
+impl Hub {
+    fn new(repo: &str, revision: &Option<String>, options: &LoadOptions) -> Result<Self> {
         let mut builder = hf_hub::HFClient::builder();
         if let Some(dir) = &options.cache_dir {
             builder = builder.cache_dir(dir.clone());
@@ -254,48 +306,61 @@ impl ModelFiles {
         let client = builder
             .build()
             .map_err(|e| hub_error(repo, "", CONFIG_FILE, e))?;
-        let hub_err = |file: &str, e| hub_error(repo, client.endpoint(), file, e);
         let (owner, name) = hf_hub::split_id(repo);
-        let handle = client.model(owner, name);
-        let get = |file: &'static str| {
-            let handle = handle.clone();
-            let revision = revision.clone();
-            let offline = options.offline;
-            let refresh = options.refresh;
-            async move {
-                if !refresh || offline {
-                    let cached = handle
-                        .download_file()
-                        .filename(file)
-                        .maybe_revision(revision.clone())
-                        .local_files_only(true)
-                        .send()
-                        .await;
-                    if offline || cached.is_ok() {
-                        return cached;
-                    }
-                }
-                handle
-                    .download_file()
-                    .filename(file)
-                    .maybe_revision(revision)
-                    .send()
-                    .await
+        Ok(Hub {
+            repo: repo.to_string(),
+            endpoint: client.endpoint().to_string(),
+            handle: client.model(owner, name),
+            revision: revision.clone(),
+            offline: options.offline,
+            refresh: options.refresh,
+        })
+    }
+
+    /// A file of the repository: from the cache unless refreshing, else downloaded.
+    async fn fetch(&self, file: &str) -> std::result::Result<PathBuf, hf_hub::HFError> {
+        if !self.refresh || self.offline {
+            let cached = self
+                .handle
+                .download_file()
+                .filename(file)
+                .maybe_revision(self.revision.clone())
+                .local_files_only(true)
+                .send()
+                .await;
+            if self.offline || cached.is_ok() {
+                return cached;
             }
-        };
-        let config = get(CONFIG_FILE)
+        }
+        self.handle
+            .download_file()
+            .filename(file)
+            .maybe_revision(self.revision.clone())
+            .send()
             .await
-            .map_err(|e| hub_err(CONFIG_FILE, e))?;
-        let weights = get(WEIGHTS_FILE)
+    }
+
+    async fn get(&self, file: &str) -> Result<PathBuf> {
+        self.fetch(file)
             .await
-            .map_err(|e| hub_err(WEIGHTS_FILE, e))?;
-        let preprocessor_config = match get(PREPROCESSOR_FILE).await {
-            Ok(p) => Some(p),
+            .map_err(|e| hub_error(&self.repo, &self.endpoint, file, e))
+    }
+
+    /// A file the repository may lack: `None` when it does.
+    async fn get_optional(&self, file: &str) -> Result<Option<PathBuf>> {
+        match self.fetch(file).await {
+            Ok(p) => Ok(Some(p)),
             Err(
                 hf_hub::HFError::EntryNotFound { .. } | hf_hub::HFError::LocalEntryNotFound { .. },
-            ) => None,
-            Err(e) => return Err(hub_err(PREPROCESSOR_FILE, e)),
-        };
+            ) => Ok(None),
+            Err(e) => Err(hub_error(&self.repo, &self.endpoint, file, e)),
+        }
+    }
+
+    /// The safetensors checkpoint whose `config.json` is already fetched.
+    async fn candle_files(&self, config: PathBuf) -> Result<ModelFiles> {
+        let weights = self.get(WEIGHTS_FILE).await?;
+        let preprocessor_config = self.get_optional(PREPROCESSOR_FILE).await?;
         Ok(ModelFiles {
             config,
             preprocessor_config,

@@ -1,19 +1,23 @@
-//! What the checkpoint-backed models (`VitClassifier`, `ClipEmbedder`) share: finding the
-//! checkpoint's files (hub, directory or bucket) and checking them against the task, the
-//! checkpoint's identity in a run's definition, and the decode mode.
+//! What the checkpoint-backed models share: finding the model (hub, directory, bucket or
+//! `.onnx` file), recognising its engine by its files and loading it ([`AnyModel`]), checking a
+//! safetensors checkpoint against the task, the model's identity in a run's definition, and the
+//! decode mode.
 
 use std::collections::BTreeMap;
 
+use dataflux_inference::folder::Checkpoint;
 use dataflux_inference::preprocess::scaled_jpeg_decoding;
+use dataflux_inference::source::fetch_checkpoint;
 use dataflux_inference::{LoadOptions, ModelFiles, ModelSource, PreprocessMode};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::{ModelSpec, Task};
 
-/// Fetches (hub) or finds (directory) the checkpoint of `spec` and checks that it can do
-/// `task`, before any weight is read.
-pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
-    let files = match &spec.remote {
+/// Fetches (hub, bucket) or finds (directory, `.onnx` file) the model of `spec` and
+/// recognises it by its files ([`dataflux_inference::folder`]).
+pub async fn locate(spec: &ModelSpec) -> Result<Checkpoint> {
+    let implemented = spec.task.architectures();
+    match &spec.remote {
         Some(location) => {
             let root = spec
                 .cache
@@ -21,16 +25,105 @@ pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelF
                 .unwrap_or_else(crate::model_cache::default_cache_dir);
             let cache =
                 crate::model_cache::ModelCache::new(root, crate::JobSpec::default().store_deadline);
-            ModelFiles::in_dir(&cache.fetch(location).await?)?
+            let dir = cache.fetch(location).await?;
+            Ok(dataflux_inference::folder::recognise(&dir, implemented)?)
         }
         None => {
             let mut options = LoadOptions::from_env();
             options.offline |= spec.offline;
-            ModelFiles::fetch(&spec.source, &options).await?
+            Ok(fetch_checkpoint(&spec.source, &options, implemented).await?)
         }
-    };
-    task.check_architecture(&files.config)?;
-    Ok(files)
+    }
+}
+
+/// Fetches or finds the safetensors checkpoint of `spec` and checks that it can do `task`,
+/// before any weight is read.
+pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
+    match locate(spec).await? {
+        Checkpoint::Candle(files) => {
+            task.check_architecture(&files.config)?;
+            Ok(files)
+        }
+        Checkpoint::Onnx(files) => Err(Error::Config {
+            setting: "--model",
+            reason: format!(
+                "{} is an ONNX model: load it with AnyModel::load (ONNX Runtime)",
+                files.model.display()
+            ),
+        }),
+    }
+}
+
+/// A model of any engine, as [`AnyModel::load`] recognised and loaded it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyModel {
+    /// A ViT classifier on candle.
+    Vit(crate::VitClassifier),
+    /// A CLIP embedder on candle.
+    Clip(crate::ClipEmbedder),
+    /// Any ONNX model on ONNX Runtime.
+    #[cfg(feature = "onnx")]
+    Onnx(crate::onnx::OnnxBatchModel),
+}
+
+impl AnyModel {
+    /// Finds the model of `spec`, recognises its engine by its files (logged with the reason),
+    /// and loads it for `spec`'s task. A model nothing here can run, a missing ONNX Runtime or
+    /// provider, or a model that cannot do the task is a configuration error
+    /// ([`Error::is_config`]).
+    pub async fn load(spec: &ModelSpec) -> Result<Self> {
+        let checkpoint = locate(spec).await?;
+        tracing::info!(
+            engine = checkpoint.engine(),
+            task = spec.task.name(),
+            "model engine: {} ({})",
+            checkpoint.engine(),
+            checkpoint.reason()
+        );
+        match checkpoint {
+            Checkpoint::Candle(files) => {
+                spec.task.check_architecture(&files.config)?;
+                let device = spec.device.open()?;
+                match spec.task {
+                    Task::Classify => {
+                        let classifier = dataflux_inference::Classifier::from_files(
+                            &files, &device, spec.dtype,
+                        )?;
+                        Ok(AnyModel::Vit(crate::VitClassifier::new(
+                            classifier,
+                            spec.clone(),
+                        )))
+                    }
+                    Task::Embed | Task::Outputs => {
+                        let embedder =
+                            dataflux_inference::Embedder::from_files(&files, &device, spec.dtype)?;
+                        Ok(AnyModel::Clip(crate::ClipEmbedder::new(
+                            embedder,
+                            spec.clone(),
+                        )))
+                    }
+                }
+            }
+            #[cfg(feature = "onnx")]
+            Checkpoint::Onnx(files) => {
+                let spec = spec.clone();
+                // Loading reads and digests the file and runs it once: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    crate::onnx::OnnxBatchModel::load(&files, &spec)
+                })
+                .await
+                .map_err(|e| Error::Model(format!("loading the ONNX model: {e}")))?
+                .map(AnyModel::Onnx)
+            }
+            #[cfg(not(feature = "onnx"))]
+            Checkpoint::Onnx(files) => Err(dataflux_inference::Error::FeatureDisabled {
+                what: format!("the ONNX model {}", files.model.display()),
+                feature: "onnx",
+            }
+            .into()),
+        }
+    }
 }
 
 /// A checkpoint's identity in a run's definition: a hub id as given, a directory by its

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dataflux_inference::{Classifier, CroppedImage};
+use dataflux_inference::{Classifier, CroppedImage, Prediction};
 
 use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
@@ -52,15 +52,7 @@ impl BatchModel for VitClassifier {
     }
 
     fn columns(&self) -> Vec<Column> {
-        let mut cols = vec![Column::new("classification", ColumnKind::Text)];
-        if self.spec.top_k > 1 {
-            cols.push(Column::new("score", ColumnKind::Float32));
-            for k in 2..=self.spec.top_k {
-                cols.push(Column::new(format!("label_{k}"), ColumnKind::Text));
-                cols.push(Column::new(format!("score_{k}"), ColumnKind::Float32));
-            }
-        }
-        cols
+        top_k_columns(self.spec.top_k)
     }
 
     fn preprocess(&self, bytes: &[u8]) -> std::result::Result<CroppedImage, Rejection> {
@@ -83,25 +75,43 @@ impl BatchModel for VitClassifier {
         let predictions = self.classifier.classify_cropped(&batch, k)?;
         Ok(predictions
             .into_iter()
-            .map(|preds| {
-                let mut row = Vec::with_capacity(2 * k);
-                let mut it = preds.into_iter();
-                let first = it.next();
-                row.push(Value::Text(
-                    first.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
-                ));
-                if k > 1 {
-                    row.push(Value::Float32(first.map(|p| p.probability).unwrap_or(0.0)));
-                    for _ in 2..=k {
-                        let p = it.next();
-                        row.push(Value::Text(
-                            p.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
-                        ));
-                        row.push(Value::Float32(p.map(|p| p.probability).unwrap_or(0.0)));
-                    }
-                }
-                row
-            })
+            .map(|preds| top_k_row(preds, k))
             .collect())
     }
+}
+
+/// The columns of top-k classification: `classification` (the top label); with top-k > 1
+/// also `score`, then `label_k`, `score_k` for k = 2..=top-k.
+pub(crate) fn top_k_columns(top_k: usize) -> Vec<Column> {
+    let mut cols = vec![Column::new("classification", ColumnKind::Text)];
+    if top_k > 1 {
+        cols.push(Column::new("score", ColumnKind::Float32));
+        for k in 2..=top_k {
+            cols.push(Column::new(format!("label_{k}"), ColumnKind::Text));
+            cols.push(Column::new(format!("score_{k}"), ColumnKind::Float32));
+        }
+    }
+    cols
+}
+
+/// One image's row of [`top_k_columns`] from its predictions, most probable first (missing
+/// ones empty, at probability 0).
+pub(crate) fn top_k_row(preds: Vec<Prediction>, k: usize) -> Row {
+    let mut row = Vec::with_capacity(2 * k);
+    let mut it = preds.into_iter();
+    let first = it.next();
+    row.push(Value::Text(
+        first.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
+    ));
+    if k > 1 {
+        row.push(Value::Float32(first.map(|p| p.probability).unwrap_or(0.0)));
+        for _ in 2..=k {
+            let p = it.next();
+            row.push(Value::Text(
+                p.as_ref().map(|p| p.label.clone()).unwrap_or_default(),
+            ));
+            row.push(Value::Float32(p.map(|p| p.probability).unwrap_or(0.0)));
+        }
+    }
+    row
 }

@@ -142,12 +142,13 @@ fn describe_changes(changes: &[(String, String, String)]) -> String {
 impl Error {
     /// Errors in the job's configuration, found before any work (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::Config { .. }
-                | Error::OutputNotWritable { .. }
-                | Error::DefinitionChanged { .. }
-        )
+            | Error::OutputNotWritable { .. }
+            | Error::DefinitionChanged { .. } => true,
+            Error::Inference(e) => e.is_config(),
+            _ => false,
+        }
     }
 
     /// Errors after which the same job, run again, carries on from what is committed.

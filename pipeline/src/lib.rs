@@ -73,7 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod carrier;
-mod checkpoint;
+pub mod checkpoint;
 mod claims;
 mod classify;
 pub mod cpu_pool;
@@ -85,6 +85,8 @@ mod job;
 pub mod layout;
 pub mod model;
 pub mod model_cache;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod parquet;
 pub mod plan;
 pub mod rows;
@@ -94,6 +96,7 @@ mod store_ops;
 pub mod summary;
 
 pub use carrier::{BadInput, Chunk, Failure, Item};
+pub use checkpoint::AnyModel;
 pub use classify::VitClassifier;
 pub use dry_run::{dry_run, DryRun};
 pub use embed::ClipEmbedder;
@@ -101,6 +104,8 @@ pub use error::{Error, Result};
 pub use job::{Job, Stores};
 pub use layout::Layout;
 pub use model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
+#[cfg(feature = "onnx")]
+pub use onnx::OnnxBatchModel;
 pub use spec::{JobSpec, ModelSpec, OutputFormat, Task};
 pub use stages::commit::CommitCounts;
 pub use summary::{Finished, JobSummary, Outcome, RankSummary, ShardSummary, StageTimes};

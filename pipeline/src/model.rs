@@ -75,6 +75,9 @@ pub struct Column {
     pub name: String,
     /// What it holds.
     pub kind: ColumnKind,
+    /// The shape of each value, for a list that holds a tensor (`[tokens, dim]`): written as
+    /// the field's `shape` metadata in Parquet (a JSON list).
+    pub shape: Option<Vec<usize>>,
 }
 
 impl Column {
@@ -83,7 +86,15 @@ impl Column {
         Self {
             name: name.into(),
             kind,
+            shape: None,
         }
+    }
+
+    /// The same column, its values' tensor shape recorded.
+    #[must_use]
+    pub fn with_shape(mut self, shape: Vec<usize>) -> Self {
+        self.shape = Some(shape);
+        self
     }
 }
 

@@ -56,7 +56,14 @@ pub fn schema(columns: &[Column]) -> SchemaRef {
                 n as i32,
             ),
         };
-        fields.push(Field::new(&c.name, t, false));
+        let mut field = Field::new(&c.name, t, false);
+        if let Some(shape) = &c.shape {
+            field = field.with_metadata(std::collections::HashMap::from([(
+                "shape".to_string(),
+                serde_json::to_string(shape).unwrap_or_default(),
+            )]));
+        }
+        fields.push(field);
     }
     Arc::new(Schema::new(fields))
 }

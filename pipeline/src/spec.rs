@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dataflux::Location;
-use dataflux_inference::{DType, DeviceSpec, ModelSource};
+use dataflux_inference::{DType, DeviceSpec, ModelSource, Pooling, PreprocessorConfig};
 
 use crate::error::{Error, Result};
 
@@ -41,8 +41,10 @@ pub enum Task {
     #[default]
     Classify,
     /// Image embeddings from a CLIP checkpoint (`CLIPModel` or
-    /// `CLIPVisionModelWithProjection`, [`crate::ClipEmbedder`]).
+    /// `CLIPVisionModelWithProjection`, [`crate::ClipEmbedder`]), or any ONNX model.
     Embed,
+    /// Every `[batch, …]` output of an ONNX model, each as a float32 list column (any model).
+    Outputs,
 }
 
 impl Task {
@@ -51,6 +53,7 @@ impl Task {
         match self {
             Task::Classify => "classify",
             Task::Embed => "embed",
+            Task::Outputs => "outputs",
         }
     }
 
@@ -59,15 +62,15 @@ impl Task {
     pub fn default_format(self) -> OutputFormat {
         match self {
             Task::Classify => OutputFormat::Csv,
-            Task::Embed => OutputFormat::Parquet,
+            Task::Embed | Task::Outputs => OutputFormat::Parquet,
         }
     }
 
-    /// The checkpoint used when none is named: the GKE tutorial's ViT-B/16 for labels,
-    /// OpenAI's CLIP ViT-B/32 for embeddings.
+    /// The checkpoint used when none is named: the GKE tutorial's ViT-B/16 for labels (and
+    /// for `outputs`, which needs `--model` in practice), OpenAI's CLIP ViT-B/32 for embeddings.
     pub fn default_model(self) -> ModelSource {
         let repo = match self {
-            Task::Classify => "google/vit-base-patch16-224",
+            Task::Classify | Task::Outputs => "google/vit-base-patch16-224",
             Task::Embed => "openai/clip-vit-base-patch32",
         };
         ModelSource::Hub {
@@ -76,11 +79,13 @@ impl Task {
         }
     }
 
-    /// The `config.json` architectures that can do this task.
+    /// The `config.json` architectures our candle models take for this task (any ONNX model
+    /// can do every task).
     pub fn architectures(self) -> &'static [&'static str] {
         match self {
             Task::Classify => &["ViTForImageClassification"],
             Task::Embed => &["CLIPModel", "CLIPVisionModelWithProjection"],
+            Task::Outputs => &[],
         }
     }
 
@@ -90,6 +95,15 @@ impl Task {
         let found = dataflux_inference::config::architecture(config)?;
         if self.architectures().contains(&found.as_str()) {
             return Ok(());
+        }
+        if self == Task::Outputs {
+            return Err(Error::Config {
+                setting: "--task",
+                reason: format!(
+                    "outputs runs ONNX models (model.onnx), and {} is a safetensors checkpoint",
+                    config.display()
+                ),
+            });
         }
         let other = [Task::Classify, Task::Embed]
             .into_iter()
@@ -134,6 +148,19 @@ pub struct ModelSpec {
     pub fast_decode: bool,
     /// Never download: use the hub cache or a local directory.
     pub offline: bool,
+    /// The ONNX output a task reads (`None`: the task's own choice, see
+    /// [`dataflux_inference::onnx::head`]).
+    pub output_name: Option<String>,
+    /// How an ONNX `[batch, tokens, dim]` output becomes an embedding.
+    pub pooling: Pooling,
+    /// A labels file (one class name per line) for an ONNX classifier, instead of
+    /// `config.json`'s `id2label`.
+    pub labels: Option<std::path::PathBuf>,
+    /// Preprocessing for an ONNX model instead of its `preprocessor_config.json` (a bare
+    /// `.onnx` file has none).
+    pub preprocessor: Option<PreprocessorConfig>,
+    /// ONNX Runtime's intra-op threads on the CPU (0: ONNX Runtime's default).
+    pub threads: usize,
 }
 
 impl Default for ModelSpec {
@@ -219,6 +246,41 @@ impl ModelSpec {
         self.offline = offline;
         self
     }
+
+    /// Sets [`output_name`](Self::output_name): the ONNX output a task reads.
+    #[must_use]
+    pub fn with_output_name(mut self, output_name: Option<String>) -> Self {
+        self.output_name = output_name;
+        self
+    }
+
+    /// Sets [`pooling`](Self::pooling): how an ONNX token output becomes an embedding.
+    #[must_use]
+    pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// Sets [`labels`](Self::labels): a labels file for an ONNX classifier.
+    #[must_use]
+    pub fn with_labels(mut self, labels: Option<std::path::PathBuf>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Sets [`preprocessor`](Self::preprocessor): preprocessing for an ONNX model.
+    #[must_use]
+    pub fn with_preprocessor(mut self, preprocessor: Option<PreprocessorConfig>) -> Self {
+        self.preprocessor = preprocessor;
+        self
+    }
+
+    /// Sets [`threads`](Self::threads): ONNX Runtime's intra-op threads on the CPU.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
 }
 
 /// Everything a job needs to know.
@@ -290,6 +352,11 @@ impl Default for JobSpec {
                 normalize: true,
                 fast_decode: false,
                 offline: false,
+                output_name: None,
+                pooling: Pooling::Cls,
+                labels: None,
+                preprocessor: None,
+                threads: 0,
             },
             chunk_size: 1024,
             batch_size: 64,

@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use dataflux_distributed::{Budget, Topology};
-use dataflux_examples::cli::{self, DTypeArg, FormatArg, TaskArg};
+use dataflux_examples::cli::{self, DTypeArg, FormatArg, PoolingArg, ResampleArg, TaskArg};
 use dataflux_examples::logging::{self, LogFormat};
-use dataflux_pipeline::{
-    BatchModel, ClipEmbedder, Job, JobSpec, ModelSpec, Stores, Task, VitClassifier,
-};
+use dataflux_pipeline::{AnyModel, BatchModel, Job, JobSpec, ModelSpec, Stores, Task};
 use tokio_util::sync::CancellationToken;
 
 fn defaults() -> JobSpec {
@@ -37,12 +35,15 @@ struct Args {
     /// Where results go (same kinds of location).
     #[arg(long, env = "DATAFLUX_OUTPUT", default_value_t = defaults().output.url)]
     output: String,
-    /// What to compute: top-k labels (a ViT classifier) or image embeddings (a CLIP model).
+    /// What to compute: top-k labels (a ViT classifier or any ONNX classifier), image
+    /// embeddings (a CLIP model or any ONNX model), or every output of an ONNX model.
     #[arg(long, env = "DATAFLUX_TASK", value_enum, default_value_t = TaskArg::Classify)]
     task: TaskArg,
-    /// Hugging Face repository id (owner/name[@revision]), a local checkpoint directory, or a
-    /// checkpoint in a bucket (gs://bucket/prefix, s3://…, file://…), fetched once per node
-    /// into --model-cache [default: google/vit-base-patch16-224 to classify,
+    /// The model: a Hugging Face repository id (owner/name[@revision]), a local folder, a
+    /// folder in a bucket (gs://bucket/prefix, s3://…, file://…; fetched once per node into
+    /// --model-cache), or a .onnx file. A folder is recognised by its files: model.onnx or
+    /// onnx/model.onnx runs on ONNX Runtime (an optimum export), model.safetensors of a ViT or
+    /// CLIP on candle [default: google/vit-base-patch16-224 to classify,
     /// openai/clip-vit-base-patch32 to embed].
     #[arg(long, env = "DATAFLUX_MODEL")]
     model: Option<String>,
@@ -68,6 +69,38 @@ struct Args {
     /// Keep embeddings as the model projects them (default: L2-normalised).
     #[arg(long)]
     raw_embeddings: bool,
+    /// ONNX models: the output the task reads [default: classify: logits, else the only
+    /// [batch, classes] output; embed: image_embeds, else pooler_output, else the first
+    /// [batch, dim] output, else the first [batch, tokens, dim] output, pooled].
+    #[arg(long)]
+    output_name: Option<String>,
+    /// ONNX models: how a [batch, tokens, dim] output becomes an embedding.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Cls)]
+    pooling: PoolingArg,
+    /// ONNX classifiers: a labels file, one class name per line [default: config.json's
+    /// id2label, else the class index].
+    #[arg(long)]
+    labels: Option<std::path::PathBuf>,
+    /// ONNX models: a preprocessor_config.json to use instead of the model folder's.
+    #[arg(long)]
+    preprocessor_config: Option<std::path::PathBuf>,
+    /// ONNX models without a preprocessor_config.json: resize to N (or HxW) pixels [default:
+    /// the model's input size, else 224].
+    #[arg(long)]
+    image_size: Option<String>,
+    /// ONNX models: after resizing the shortest edge to --image-size, crop the centre N (or
+    /// HxW), as torchvision's Resize + CenterCrop.
+    #[arg(long)]
+    center_crop: Option<String>,
+    /// ONNX models: per-channel mean, r,g,b [default: ImageNet's 0.485,0.456,0.406].
+    #[arg(long)]
+    image_mean: Option<String>,
+    /// ONNX models: per-channel standard deviation [default: ImageNet's 0.229,0.224,0.225].
+    #[arg(long)]
+    image_std: Option<String>,
+    /// ONNX models: resize filter [default: bilinear].
+    #[arg(long, value_enum)]
+    resample: Option<ResampleArg>,
     /// Fetch objects one by one instead of composing them (GCS).
     #[arg(long)]
     no_compose: bool,
@@ -137,8 +170,30 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
     let (source, remote) = match &args.model {
         Some(m) if m.contains("://") => (task.default_model(), Some(cli::location("--model", m)?)),
         Some(m) => (cli::model_source("--model", m)?, None),
+        None if task == Task::Outputs => {
+            return Err(cli::ConfigError(
+                "--task outputs: needs --model (an ONNX model folder or .onnx file)".into(),
+            ))
+        }
         None => (task.default_model(), None),
     };
+    let preprocessor = cli::PreprocessFlags {
+        config_file: args.preprocessor_config.clone(),
+        image_size: args.image_size.clone(),
+        center_crop: args.center_crop.clone(),
+        mean: args.image_mean.clone(),
+        std: args.image_std.clone(),
+        resample: args.resample,
+    }
+    .config()?;
+    if let Some(labels) = &args.labels {
+        if !labels.is_file() {
+            return Err(cli::ConfigError(format!(
+                "--labels {}: no such file",
+                labels.display()
+            )));
+        }
+    }
     let model = ModelSpec::default()
         .with_source(source)
         .with_remote(remote)
@@ -149,7 +204,15 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         .with_top_k(args.top_k)
         .with_normalize(!args.raw_embeddings)
         .with_fast_decode(args.fast_decode)
-        .with_offline(args.offline);
+        .with_offline(args.offline)
+        .with_output_name(args.output_name.clone())
+        .with_pooling(args.pooling.into())
+        .with_labels(args.labels.clone())
+        .with_preprocessor(preprocessor)
+        // ONNX Runtime on the CPU: this rank's share of the cores, as the decode pool has; the
+        // two take turns (decode runs ahead of the model, bounded by the prefetch window, and
+        // ONNX Runtime does not spin while it waits).
+        .with_threads(args.decode_threads.unwrap_or(budget.decode_threads).max(1));
     Ok(defaults()
         .with_input(input)
         .with_output(output)
@@ -195,15 +258,23 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
     };
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
-    let loaded = match spec.model.task {
-        Task::Classify => match VitClassifier::load(&spec.model).await {
-            Ok(m) => return run_model(stores, &spec, Arc::new(m), &topology, cancel).await,
-            Err(e) => e,
-        },
-        Task::Embed => match ClipEmbedder::load(&spec.model).await {
-            Ok(m) => return run_model(stores, &spec, Arc::new(m), &topology, cancel).await,
-            Err(e) => e,
-        },
+    let loaded = match AnyModel::load(&spec.model).await {
+        Ok(AnyModel::Vit(m)) => {
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+        }
+        Ok(AnyModel::Clip(m)) => {
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+        }
+        #[cfg(feature = "onnx")]
+        Ok(AnyModel::Onnx(m)) => {
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+        }
+        #[allow(unreachable_patterns)]
+        Ok(_) => {
+            eprintln!("error: --model: this build cannot run the model");
+            return ExitCode::from(2);
+        }
+        Err(e) => e,
     };
     if loaded.is_config() {
         return cli::error_exit(&loaded);
