@@ -6,5 +6,7 @@ pub use dataflux_distributed::logs::{set_field, LogFormat};
 /// Sends `tracing` events to stderr in `format`, filtered by `RUST_LOG`, else at
 /// `default_level`.
 pub fn init(default_level: &str, format: LogFormat) {
-    dataflux_distributed::logs::init(default_level, format);
+    // ONNX Runtime (through `ort`) logs its every graph rewrite at info: warnings only, unless
+    // RUST_LOG says otherwise.
+    dataflux_distributed::logs::init(&format!("{default_level},ort=warn"), format);
 }

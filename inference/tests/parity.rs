@@ -83,6 +83,11 @@ fn preprocessing_matches_pil() -> TestResult {
             "{name}: max abs {}/255",
             max * 255.0
         );
+        // Decoders aside (JPEG: libjpeg-turbo or zune-jpeg), the pixels are PIL's exactly: the
+        // resize is Pillow's own arithmetic.
+        if !name.ends_with(".jpg") {
+            assert!(max < 0.5 / 255.0, "{name}: max abs {}/255", max * 255.0);
+        }
         assert!(mean < 0.5 / 255.0, "{name}: mean abs {}/255", mean * 255.0);
     }
     Ok(())

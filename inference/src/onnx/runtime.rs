@@ -58,6 +58,13 @@ pub fn runtime() -> Result<&'static Runtime> {
                         path: path.clone(),
                         reason: format!("cannot create its environment: {e}"),
                     })?;
+            // ONNX Runtime logs every graph rewrite at its info level: warnings and up only.
+            environment.set_log_level(ort::logging::LogLevel::Warning);
+            tracing::info!(
+                library = %path.display(),
+                "ONNX Runtime loaded from {}",
+                path.display()
+            );
             Ok(Runtime { path, environment })
         })
         .as_ref()
