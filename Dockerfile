@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # Image for the GKE batch job (k8s/batch-inference.yaml): /usr/local/bin/batch-inference,
 # /usr/local/bin/dataflux-launch and /usr/local/bin/upload-images, built with CUDA and
-# NCCL for H100/H200 (compute capability 9.0), and the sample images in
-# /usr/local/share/dataflux/samples.
+# NCCL for H100/H200 (compute capability 9.0), ONNX Runtime with its CUDA provider (PyPI's
+# onnxruntime-gpu with NVIDIA's cuDNN wheel, in /opt/onnxruntime; ORT_DYLIB_PATH points at it)
+# for models exported to ONNX, and the sample images in /usr/local/share/dataflux/samples.
 #
 #   docker build -t "$IMAGE" . && docker push "$IMAGE"
 #   # or without a local Docker engine:
@@ -39,7 +40,7 @@ COPY . .
 # The cargo registry and target/ are cache mounts, so the binaries are copied out to /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg \
+    cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg,onnx \
  && cargo build --release --locked -p dataflux-distributed --features nccl,launcher --bin dataflux-launch \
  && mkdir -p /out \
  && cp target/release/batch-inference target/release/upload-images target/release/dataflux-launch /out/
@@ -49,9 +50,17 @@ FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU_VERSION}
 ENV DEBIAN_FRONTEND=noninteractive
 # libnccl2 is the fallback NCCL; on GKE A3 Ultra the Job puts the gIB build of NCCL from
 # /usr/local/gib/lib64 first on LD_LIBRARY_PATH. ca-certificates: HTTPS to GCS and the HF hub.
+# ONNX Runtime: onnxruntime-gpu 1.31.1 is built for CUDA 13 and cuDNN 9; the CUDA runtime
+# libraries come from this base image, cuDNN from NVIDIA's wheel (batch-inference preloads
+# site-packages/nvidia/*/lib of the environment VIRTUAL_ENV names before registering the CUDA
+# provider, and a provider that cannot register is an error, never a run on the CPU).
+ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libnccl2 \
+ && apt-get install -y --no-install-recommends ca-certificates libnccl2 python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/onnxruntime \
+ && /opt/onnxruntime/bin/pip install --no-cache-dir "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" nvidia-cudnn-cu13 \
+ && ln -s "$(find /opt/onnxruntime -name "libonnxruntime.so.${ONNXRUNTIME_GPU_VERSION}" | head -n 1)" /opt/onnxruntime/libonnxruntime.so \
  && groupadd --gid 10001 dataflux \
  && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin dataflux \
  && mkdir -p /var/cache/dataflux \
@@ -61,7 +70,9 @@ COPY --from=builder /out/batch-inference /out/dataflux-launch /out/upload-images
 # from the binary).
 COPY examples/samples /usr/local/share/dataflux/samples
 ENV HF_HOME=/var/cache/dataflux/huggingface \
-    RUST_LOG=info
+    RUST_LOG=info \
+    ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so \
+    VIRTUAL_ENV=/opt/onnxruntime
 # Numeric, so that the pod's runAsNonRoot can verify it (k8s/batch-inference.yaml).
 USER 10001:10001
 WORKDIR /home/dataflux

@@ -131,6 +131,9 @@ dockerfile_matches_job() {
     { echo "Dockerfile USER ${uid:-<not numeric>} != the Job's runAsUser"; rc=1; }
   grep -q -- '--features cuda,nccl' "${dockerfile}" || { echo "Dockerfile does not build --features cuda,nccl"; rc=1; }
   grep -q 'CUDA_COMPUTE_CAP=90' "${dockerfile}" || { echo "Dockerfile does not set CUDA_COMPUTE_CAP=90"; rc=1; }
+  grep -q -- '--features cuda,nccl,turbojpeg,onnx' "${dockerfile}" || { echo "Dockerfile does not build the onnx feature"; rc=1; }
+  grep -q 'onnxruntime-gpu==' "${dockerfile}" || { echo "Dockerfile does not install onnxruntime-gpu"; rc=1; }
+  grep -q 'ORT_DYLIB_PATH=' "${dockerfile}" || { echo "Dockerfile does not set ORT_DYLIB_PATH"; rc=1; }
   return "${rc}"
 }
 

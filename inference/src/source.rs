@@ -268,11 +268,14 @@ pub async fn fetch_checkpoint(
         for name in [ONNX_FILE, ONNX_SUBDIR_FILE] {
             match hub.get_optional(name).await? {
                 Some(model) => {
+                    // A model over 2 GB keeps its weights beside it (external data), under the
+                    // name optimum and torch.onnx give it; it lands in the same snapshot folder.
+                    hub.get_optional(&format!("{name}_data")).await?;
                     return Ok(Checkpoint::Onnx(OnnxFiles {
                         model,
                         config: Some(config),
                         preprocessor_config: hub.get_optional(PREPROCESSOR_FILE).await?,
-                    }))
+                    }));
                 }
                 None => continue,
             }

@@ -79,6 +79,7 @@ const NEUTRAL_WHEN_OFF: &[&str] = &[
     "do_pad",
     "do_flip_channel_order",
     "do_reduce_labels",
+    "reduce_labels",
     "input_data_format",
     "data_format",
     "default_to_square",
