@@ -100,7 +100,9 @@ impl DecodeLimits {
 /// How closely to follow PIL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PreprocessMode {
-    /// Bit-for-bit PIL's algorithm (within decoder rounding: ≤ 2/255 per value in our tests).
+    /// PIL's pixels: the decoders aside (JPEGs through libjpeg-turbo equal PIL's; zune-jpeg and
+    /// the CMYK path can be a level off), every value is PIL's, the resize being Pillow's own
+    /// fixed-point arithmetic and pass order.
     #[default]
     Exact,
     /// Faster and slightly different, for CPU-bound nodes. A JPEG at least twice the output
@@ -456,11 +458,12 @@ impl Preprocessor {
             PreprocessMode::Exact => (rgb.as_raw(), sw, sh),
         };
         // fast_image_resize implements Pillow's convolution, but with 16-bit coefficients and
-        // the vertical pass first: a level off now and then (on ~15% of the pixels of an exact
-        // ViT resize), and up to 20+ levels where bicubic's overshoot is clipped between the
-        // passes. Pillow's own arithmetic (`crate::resample`) runs for every convolution
-        // filter, so that models whose logits amplify single levels (any ONNX model compared
-        // with transformers) see PIL's pixels; fast_image_resize keeps nearest-neighbour.
+        // the vertical pass first: a level off now and then (on ~15% of the pixels of a ViT
+        // squash resize), and up to 20+ levels where bicubic's overshoot is clipped between
+        // the passes. Both modes run Pillow's own arithmetic (`crate::resample`) for every
+        // convolution filter, so that the pixels are PIL's and fast mode differs from exact
+        // mode only by its reduced decoding (it costs ~30% of exact mode's rate on 640x480
+        // photos: benches/RESULTS.md); fast_image_resize keeps nearest-neighbour.
         if self.config.resample != Resample::Nearest {
             crate::resample::resize_rgb8(
                 src,

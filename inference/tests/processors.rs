@@ -48,7 +48,10 @@ fn resnet_and_convnext_resize_by_crop_pct_then_crop() {
             false
         )
     );
-    assert_eq!(resnet.image_mean, IMAGENET_MEAN);
+    assert_eq!(
+        (resnet.image_mean, resnet.image_std),
+        (IMAGENET_MEAN, IMAGENET_STD)
+    );
     // facebook/convnext-base-384: from 384 up, a squash resize and no crop.
     let large = parse(
         r#"{"crop_pct": null, "image_processor_type": "ConvNextImageProcessor",
