@@ -385,3 +385,31 @@ fn a_checkpoint_from_a_bucket_url_is_fetched_into_the_cache_and_used() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].join("model.safetensors").is_file());
 }
+
+#[test]
+fn quiet_leaves_warnings_errors_and_the_final_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args([
+            "--model",
+            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
+        ])
+        .args([
+            "--device",
+            "cpu",
+            "--log-format",
+            "text",
+            "--quiet",
+            "--output",
+        ])
+        .arg(&out)
+        .env_remove("RUST_LOG")
+        .env_remove("DATAFLUX_RUN_ID")
+        .output()
+        .expect("run batch-inference");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(" INFO "), "{stderr}");
+    assert!(stderr.contains("6 images, 6 with results"), "{stderr}");
+}

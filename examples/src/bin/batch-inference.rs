@@ -154,6 +154,10 @@ struct Args {
     /// Log lines: text, json (Cloud Logging), or auto (text on a terminal, JSON otherwise).
     #[arg(long, env = "DATAFLUX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
+    /// Only warnings, errors and the final summary (no progress or info lines; RUST_LOG, when
+    /// set, still wins).
+    #[arg(long)]
+    quiet: bool,
     /// Pause after each batch, in milliseconds (for tests and demos).
     #[arg(long, default_value_t = 0, hide = true)]
     batch_delay_ms: u64,
@@ -302,7 +306,8 @@ async fn run_model<M: BatchModel>(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    dataflux_examples::logging::init("info", args.log_format);
+    let level = if args.quiet { "warn" } else { "info" };
+    dataflux_examples::logging::init(level, args.log_format);
     let topology = match Topology::from_env() {
         Ok(t) => t,
         Err(e) => return cli::config_exit(&e.to_string()),
