@@ -239,6 +239,20 @@ fn what_cannot_run_exits_2_before_any_work_saying_why() {
         err.contains("--output-name") && err.contains("logits"),
         "{err}"
     );
+    // The CUDA provider, from a runtime without it (PyPI's CPU wheel): never a CPU run.
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .arg("--model")
+        .arg(fixture("onnx/resnet"))
+        .arg("--input")
+        .arg(fixture("images"))
+        .args(["--device", "cuda:0", "--output"])
+        .arg(&out)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("CUDAExecutionProvider"), "{err}");
     // No ONNX Runtime, and a file that is not the library.
     for (path, says) in [
         (dir.path().join("absent.so"), "pip install onnxruntime"),
