@@ -295,3 +295,45 @@ fn a_changed_model_file_under_the_same_run_id_is_refused() {
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("model_sha256"), "{err}");
 }
+
+#[test]
+fn an_onnx_folder_from_a_bucket_or_in_the_hub_s_layout_runs() {
+    // From a bucket URL, through the once-per-node model cache.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    let url = format!(
+        "file://{}",
+        fixture("onnx/resnet").canonicalize().unwrap().display()
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--model", &url, "--model-cache"])
+        .arg(&cache)
+        .arg("--input")
+        .arg(fixture("images"))
+        .args([
+            "--device", "cpu", "--run-id", "b", "--format", "jsonl", "--output",
+        ])
+        .arg(&out)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    ok(&run);
+    check_labels("resnet", &rows(&out.join("results_b_shard_0.jsonl")));
+    // A hub repository's layout: onnx/model.onnx, the JSON files at the top.
+    let hub = dir.path().join("hub-style");
+    std::fs::create_dir_all(hub.join("onnx")).unwrap();
+    std::fs::copy(
+        fixture("onnx/resnet/model.onnx"),
+        hub.join("onnx/model.onnx"),
+    )
+    .unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(fixture("onnx/resnet").join(f), hub.join(f)).unwrap();
+    }
+    let out = dir.path().join("out2");
+    ok(&job(&out, &hub, &["--run-id", "h", "--format", "jsonl"]));
+    check_labels("resnet", &rows(&out.join("results_h_shard_0.jsonl")));
+}

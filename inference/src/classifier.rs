@@ -181,20 +181,8 @@ impl Classifier {
     pub fn top_k(&self, logits: &Tensor, top_k: usize) -> Result<Vec<Vec<Prediction>>> {
         let probs = candle_nn::ops::softmax_last_dim(logits)?.to_vec2::<f32>()?;
         Ok(probs
-            .into_iter()
-            .map(|row| {
-                let mut order: Vec<usize> = (0..row.len()).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                order
-                    .into_iter()
-                    .take(top_k)
-                    .map(|index| Prediction {
-                        label: self.labels[index].clone(),
-                        index,
-                        probability: row[index],
-                    })
-                    .collect()
-            })
+            .iter()
+            .map(|row| most_probable(row, top_k, &self.labels))
             .collect())
     }
 
@@ -260,4 +248,23 @@ impl Classifier {
             })
         })
     }
+}
+
+/// The `k` most probable classes of `probs`, ties by index; `labels[i]` names class `i`, its
+/// index where `labels` has no entry.
+pub(crate) fn most_probable(probs: &[f32], k: usize, labels: &[String]) -> Vec<Prediction> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|index| Prediction {
+            label: labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string()),
+            index,
+            probability: probs[index],
+        })
+        .collect()
 }

@@ -346,55 +346,11 @@ impl PreprocessorConfig {
             },
             Some(v) => parse_size(v, "size").map_err(invalid)?,
         };
-        if family == Family::ConvNext {
-            return Self::convnext(&json, size, alpha_on_white, path);
-        }
-        let resize = match size {
-            SizeJson::Square(s) if int_is_shortest_edge => Resize::ShortestEdge(s),
-            SizeJson::Square(s) => Resize::To {
-                height: s,
-                width: s,
-            },
-            SizeJson::HeightWidth { height, width } => Resize::To { height, width },
-            SizeJson::ShortestEdge { shortest_edge } => Resize::ShortestEdge(shortest_edge),
+        let (resize, center_crop, height, width) = if family == Family::ConvNext {
+            convnext_geometry(&json, size).map_err(invalid)?
+        } else {
+            geometry(&json, size, int_is_shortest_edge).map_err(invalid)?
         };
-        let center_crop = json.do_center_crop.unwrap_or(false);
-        let crop = match (&json.crop_size, center_crop) {
-            (Some(v), true) => Some(match parse_size(v, "crop_size").map_err(invalid)? {
-                SizeJson::Square(s) => (s, s),
-                SizeJson::HeightWidth { height, width } => (height, width),
-                SizeJson::ShortestEdge { .. } => {
-                    return Err(invalid(
-                        "crop_size {\"shortest_edge\": ...} is not a crop size".into(),
-                    ))
-                }
-            }),
-            (None, true) => {
-                return Err(invalid(
-                    "do_center_crop is true but crop_size is missing".into(),
-                ))
-            }
-            (_, false) => None,
-        };
-        let (height, width) = match (crop, resize) {
-            (Some(hw), _) => hw,
-            (None, Resize::To { height, width }) => (height, width),
-            (None, Resize::ShortestEdge(e)) => {
-                return Err(invalid(format!(
-                    "size {{\"shortest_edge\": {e}}} without a centre crop gives images of \
-                     different sizes, which cannot be batched"
-                )))
-            }
-        };
-        let zero = match resize {
-            Resize::To { height, width } => height == 0 || width == 0,
-            Resize::ShortestEdge(e) => e == 0,
-        };
-        if height == 0 || width == 0 || zero {
-            return Err(invalid(format!(
-                "an output size of {height}x{width} ({resize:?}) is empty"
-            )));
-        }
         let resample = Resample::from_pil(json.resample)
             .ok_or_else(|| invalid(format!("unknown resample {}", json.resample)))?;
         if json.image_std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
@@ -422,78 +378,6 @@ impl PreprocessorConfig {
         })
     }
 
-    /// `ConvNextImageProcessor` (ConvNeXt, ResNet, RegNet, …): below 384, the shortest edge is
-    /// resized to `int(shortest_edge / crop_pct)`, then the centre `shortest_edge` square is
-    /// cropped; from 384 up the image is resized to that square without a crop.
-    fn convnext(
-        json: &PreprocessorJson,
-        size: SizeJson,
-        alpha_on_white: bool,
-        path: &Path,
-    ) -> Result<Self> {
-        let invalid = |reason: String| Error::InvalidConfig {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let edge = match size {
-            SizeJson::Square(e) | SizeJson::ShortestEdge { shortest_edge: e } => e,
-            SizeJson::HeightWidth { .. } => return Err(invalid(
-                "ConvNextImageProcessor takes size {\"shortest_edge\": N}, not height and width"
-                    .into(),
-            )),
-        };
-        // transformers: crop_pct if given, else 224 / 256.
-        let crop_pct = json.crop_pct.unwrap_or(224.0 / 256.0);
-        if edge == 0 || !(crop_pct > 0.0 && crop_pct.is_finite()) {
-            return Err(invalid(format!(
-                "shortest_edge {edge} with crop_pct {crop_pct} gives no image"
-            )));
-        }
-        if json.do_center_crop.is_some() || json.crop_size.is_some() {
-            return Err(invalid(
-                "ConvNextImageProcessor crops by crop_pct; do_center_crop and crop_size are not its keys"
-                    .into(),
-            ));
-        }
-        let (resize, center_crop) = if edge < 384 {
-            // Python's int(shortest_edge / crop_pct): f64 division, truncated.
-            let resized = (f64::from(edge) / crop_pct) as u32;
-            (Resize::ShortestEdge(resized.max(1)), true)
-        } else {
-            (
-                Resize::To {
-                    height: edge,
-                    width: edge,
-                },
-                false,
-            )
-        };
-        let resample = Resample::from_pil(json.resample)
-            .ok_or_else(|| invalid(format!("unknown resample {}", json.resample)))?;
-        if json.image_std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(invalid(format!(
-                "image_std {:?} has a zero",
-                json.image_std
-            )));
-        }
-        Ok(PreprocessorConfig {
-            height: edge,
-            width: edge,
-            resize,
-            center_crop,
-            image_mean: json.image_mean,
-            image_std: json.image_std,
-            resample,
-            do_resize: json.do_resize,
-            do_rescale: json.do_rescale,
-            rescale_factor: json.rescale_factor,
-            do_normalize: json.do_normalize,
-            alpha_on_white,
-            rescale_offset: false,
-            extra_std_division: false,
-        })
-    }
-
     /// Reads `path` when it exists, else returns the defaults for a `size`x`size` model.
     pub fn from_file_or_default(path: &Path, size: u32) -> Result<Self> {
         if path.exists() {
@@ -502,6 +386,101 @@ impl PreprocessorConfig {
             Ok(Self::square(size))
         }
     }
+}
+
+/// The resize and crop of a ViT-, CLIP- or BiT-like processor: `(resize, center_crop, height,
+/// width)`, or why they cannot be batched.
+fn geometry(
+    json: &PreprocessorJson,
+    size: SizeJson,
+    int_is_shortest_edge: bool,
+) -> std::result::Result<(Resize, bool, u32, u32), String> {
+    let resize = match size {
+        SizeJson::Square(s) if int_is_shortest_edge => Resize::ShortestEdge(s),
+        SizeJson::Square(s) => Resize::To {
+            height: s,
+            width: s,
+        },
+        SizeJson::HeightWidth { height, width } => Resize::To { height, width },
+        SizeJson::ShortestEdge { shortest_edge } => Resize::ShortestEdge(shortest_edge),
+    };
+    let center_crop = json.do_center_crop.unwrap_or(false);
+    let crop = match (&json.crop_size, center_crop) {
+        (Some(v), true) => Some(match parse_size(v, "crop_size")? {
+            SizeJson::Square(s) => (s, s),
+            SizeJson::HeightWidth { height, width } => (height, width),
+            SizeJson::ShortestEdge { .. } => {
+                return Err("crop_size {\"shortest_edge\": ...} is not a crop size".into())
+            }
+        }),
+        (None, true) => return Err("do_center_crop is true but crop_size is missing".into()),
+        (_, false) => None,
+    };
+    let (height, width) = match (crop, resize) {
+        (Some(hw), _) => hw,
+        (None, Resize::To { height, width }) => (height, width),
+        (None, Resize::ShortestEdge(e)) => {
+            return Err(format!(
+                "size {{\"shortest_edge\": {e}}} without a centre crop gives images of \
+                     different sizes, which cannot be batched"
+            ))
+        }
+    };
+    let zero = match resize {
+        Resize::To { height, width } => height == 0 || width == 0,
+        Resize::ShortestEdge(e) => e == 0,
+    };
+    if height == 0 || width == 0 || zero {
+        return Err(format!(
+            "an output size of {height}x{width} ({resize:?}) is empty"
+        ));
+    }
+    Ok((resize, center_crop, height, width))
+}
+
+/// `ConvNextImageProcessor` (ConvNeXt, ResNet, RegNet, …): below 384, the shortest edge is
+/// resized to `int(shortest_edge / crop_pct)`, then the centre `shortest_edge` square is
+/// cropped; from 384 up the image is resized to that square without a crop.
+fn convnext_geometry(
+    json: &PreprocessorJson,
+    size: SizeJson,
+) -> std::result::Result<(Resize, bool, u32, u32), String> {
+    let edge =
+        match size {
+            SizeJson::Square(e) | SizeJson::ShortestEdge { shortest_edge: e } => e,
+            SizeJson::HeightWidth { .. } => return Err(
+                "ConvNextImageProcessor takes size {\"shortest_edge\": N}, not height and width"
+                    .into(),
+            ),
+        };
+    // transformers: crop_pct if given, else 224 / 256.
+    let crop_pct = json.crop_pct.unwrap_or(224.0 / 256.0);
+    if edge == 0 || !(crop_pct > 0.0 && crop_pct.is_finite()) {
+        return Err(format!(
+            "shortest_edge {edge} with crop_pct {crop_pct} gives no image"
+        ));
+    }
+    if json.do_center_crop.is_some() || json.crop_size.is_some() {
+        return Err(
+            "ConvNextImageProcessor crops by crop_pct; do_center_crop and crop_size are not its keys"
+                .into(),
+        );
+    }
+    Ok(if edge < 384 {
+        // Python's int(shortest_edge / crop_pct): f64 division, truncated.
+        let resized = (f64::from(edge) / crop_pct) as u32;
+        (Resize::ShortestEdge(resized.max(1)), true, edge, edge)
+    } else {
+        (
+            Resize::To {
+                height: edge,
+                width: edge,
+            },
+            false,
+            edge,
+            edge,
+        )
+    })
 }
 
 fn parse_size(v: &serde_json::Value, key: &str) -> std::result::Result<SizeJson, String> {

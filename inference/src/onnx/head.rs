@@ -2,7 +2,7 @@
 //! an embedding (pure functions, tested on their own).
 
 use super::session::OutputInfo;
-use crate::classifier::Prediction;
+use crate::classifier::{most_probable, Prediction};
 use crate::pooling::Pooling;
 
 fn names(outputs: &[OutputInfo]) -> String {
@@ -104,20 +104,8 @@ pub fn softmax_top_k(logits: &[f32], k: usize, labels: &[String]) -> Vec<Predict
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
-    order
-        .into_iter()
-        .take(k)
-        .map(|index| Prediction {
-            label: labels
-                .get(index)
-                .cloned()
-                .unwrap_or_else(|| index.to_string()),
-            index,
-            probability: exps[index] / sum,
-        })
-        .collect()
+    let probs: Vec<f32> = exps.iter().map(|e| e / sum).collect();
+    most_probable(&probs, k, labels)
 }
 
 /// One image's embedding from its row of an output whose per-image dims are `item_dims`:
