@@ -337,3 +337,36 @@ fn an_onnx_folder_from_a_bucket_or_in_the_hub_s_layout_runs() {
     ok(&job(&out, &hub, &["--run-id", "h", "--format", "jsonl"]));
     check_labels("resnet", &rows(&out.join("results_h_shard_0.jsonl")));
 }
+
+#[test]
+fn without_ort_dylib_path_the_active_python_s_onnxruntime_is_found() {
+    let lib = PathBuf::from(
+        std::env::var_os("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (.ci/test sets it)"),
+    );
+    let capi = lib.parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A `python3` whose onnxruntime package lives where the test's library is (as a pyenv
+    // shim's would: no site-packages beside it).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let python = bin.join("python3");
+    std::fs::write(&python, format!("#!/bin/sh\necho '{}'\n", capi.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .arg("--model")
+        .arg(fixture("onnx/convnext"))
+        .arg("--input")
+        .arg(fixture("images"))
+        .args(["--device", "cpu", "--output"])
+        .arg(&out)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("CONDA_PREFIX")
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    ok(&run);
+}

@@ -7,7 +7,8 @@
 //! 2. next to the running binary, then in `../lib` from it (`libonnxruntime.so*`);
 //! 3. the `onnxruntime` (or `onnxruntime-gpu`) wheel of the active Python environment:
 //!    `$VIRTUAL_ENV`, then `$CONDA_PREFIX`, then the environment of each `python3` on `PATH`
-//!    (`<prefix>/lib/python3.*/site-packages/onnxruntime/capi/`).
+//!    (`<prefix>/lib/python3.*/site-packages/onnxruntime/capi/`), and last where the `python3`
+//!    on `PATH` itself imports `onnxruntime` from (pyenv shims, user or system site-packages).
 //!
 //! A library older than the API version `ort` needs is an error naming both versions; a
 //! missing one is [`Error::OnnxRuntimeMissing`], whose message says how to get it.
@@ -126,7 +127,35 @@ pub fn locate() -> Result<PathBuf> {
             prefix.display()
         ));
     }
+    // Last, the active Python itself (pyenv shims, user and system site-packages): where its
+    // `onnxruntime` package is, if it has one.
+    if let Some(capi) = python_onnxruntime_capi() {
+        if let Some(found) = library_in(&capi) {
+            return Ok(found);
+        }
+        looked.push(capi.display().to_string());
+    } else {
+        looked.push("python3 -c 'import onnxruntime' (no such package)".into());
+    }
     Err(Error::OnnxRuntimeMissing { looked })
+}
+
+/// `onnxruntime/capi` of the `python3` on `PATH`, asked of the interpreter itself.
+fn python_onnxruntime_capi() -> Option<PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let dir = PathBuf::from(text.trim());
+    dir.is_dir().then_some(dir)
 }
 
 /// `libonnxruntime.so`, else the newest `libonnxruntime.so.<version>` in `dir`.
