@@ -149,15 +149,20 @@ impl Location {
 
     /// Opens the store to read from it. A local directory must exist.
     pub async fn open(&self) -> Result<Arc<dyn Store>> {
-        self.open_inner(false).await
+        self.open_inner(false, RetryPolicy::default()).await
+    }
+
+    /// [`Location::open`] with `retry` as the store's retry policy (a job's own deadline, say).
+    pub async fn open_with_retry(&self, retry: RetryPolicy) -> Result<Arc<dyn Store>> {
+        self.open_inner(false, retry).await
     }
 
     /// Opens the store to write to it, creating a local directory if needed.
     pub async fn open_for_write(&self) -> Result<Arc<dyn Store>> {
-        self.open_inner(true).await
+        self.open_inner(true, RetryPolicy::default()).await
     }
 
-    async fn open_inner(&self, create: bool) -> Result<Arc<dyn Store>> {
+    async fn open_inner(&self, create: bool, retry: RetryPolicy) -> Result<Arc<dyn Store>> {
         let store: Arc<dyn Store> = match &self.backend {
             #[cfg(feature = "gcs")]
             Backend::Gcs { bucket } => {
@@ -180,7 +185,7 @@ impl Location {
                 Arc::new(GenericStore::new(inner, format!("memory://{name}"), false))
             }
         };
-        Ok(layered(store, RetryPolicy::default()))
+        Ok(layered(store, retry))
     }
 
     /// The error for a backend this build leaves out.

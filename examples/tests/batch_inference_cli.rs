@@ -413,3 +413,32 @@ fn quiet_leaves_warnings_errors_and_the_final_summary() {
     assert!(!stderr.contains(" INFO "), "{stderr}");
     assert!(stderr.contains("6 images, 6 with results"), "{stderr}");
 }
+
+#[test]
+fn a_model_in_an_unreachable_bucket_gives_up_at_store_deadline_secs_with_exit_75() {
+    // A GCS endpoint on a closed port: the model cache's store retries for the job's
+    // deadline (2 s here), not for the store's own default (120 s).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args(["--model", "gs://models-bucket/tiny-vit/", "--model-cache"])
+        .arg(dir.path().join("cache"))
+        .args(["--device", "cpu", "--store-deadline-secs", "2", "--output"])
+        .arg(dir.path().join("out"))
+        .env("STORAGE_EMULATOR_HOST", format!("http://127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(75), "{err}");
+    assert!(err.contains("deadline 2 s"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "gave up after {:?}, not at the 2 s deadline",
+        started.elapsed()
+    );
+}

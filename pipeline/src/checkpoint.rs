@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::spec::{ModelSpec, Task};
 
 /// Fetches (hub, bucket) or finds (directory, `.onnx` file) the model of `spec` and
-/// recognises it by its files ([`dataflux_inference::folder`]).
-pub async fn locate(spec: &ModelSpec) -> Result<Checkpoint> {
+/// recognises it by its files ([`dataflux_inference::folder`]); a bucket may fail transiently
+/// for `store_deadline` before the fetch gives up.
+pub async fn locate(spec: &ModelSpec, store_deadline: std::time::Duration) -> Result<Checkpoint> {
     let implemented = spec.task.architectures();
     match &spec.remote {
         Some(location) => {
@@ -23,8 +24,7 @@ pub async fn locate(spec: &ModelSpec) -> Result<Checkpoint> {
                 .cache
                 .clone()
                 .unwrap_or_else(crate::model_cache::default_cache_dir);
-            let cache =
-                crate::model_cache::ModelCache::new(root, crate::JobSpec::default().store_deadline);
+            let cache = crate::model_cache::ModelCache::new(root, store_deadline);
             let dir = cache.fetch(location).await?;
             Ok(dataflux_inference::folder::recognise(&dir, implemented)?)
         }
@@ -39,7 +39,7 @@ pub async fn locate(spec: &ModelSpec) -> Result<Checkpoint> {
 /// Fetches or finds the safetensors checkpoint of `spec` and checks that it can do `task`,
 /// before any weight is read.
 pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelFiles> {
-    match locate(spec).await? {
+    match locate(spec, crate::JobSpec::default().store_deadline).await? {
         Checkpoint::Candle(files) => {
             task.check_architecture(&files.config)?;
             Ok(files)
@@ -68,12 +68,13 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    /// Finds the model of `spec`, recognises its engine by its files (logged with the reason),
-    /// and loads it for `spec`'s task. A model nothing here can run, a missing ONNX Runtime or
-    /// provider, or a model that cannot do the task is a configuration error
-    /// ([`Error::is_config`]).
-    pub async fn load(spec: &ModelSpec) -> Result<Self> {
-        let checkpoint = locate(spec).await?;
+    /// Finds the model of `job`, recognises its engine by its files (logged with the reason),
+    /// and loads it for the job's task; a model in a bucket is fetched within the job's
+    /// `store_deadline`. A model nothing here can run, a missing ONNX Runtime or provider, or a
+    /// model that cannot do the task is a configuration error ([`Error::is_config`]).
+    pub async fn load(job: &crate::JobSpec) -> Result<Self> {
+        let spec = &job.model;
+        let checkpoint = locate(spec, job.store_deadline).await?;
         tracing::info!(
             engine = checkpoint.engine(),
             task = spec.task.name(),

@@ -60,8 +60,10 @@ impl ModelCache {
 
     /// Opens `location` and fetches its checkpoint; returns the local directory.
     pub async fn fetch(&self, location: &Location) -> Result<PathBuf> {
+        // The store gives up where the job's deadline says, not at its own default.
+        let retry = dataflux::retry::RetryPolicy::default().with_deadline(self.deadline);
         let store = location
-            .open()
+            .open_with_retry(retry)
             .await
             .map_err(|e| Error::store(format!("--model {}", location.url), e))?;
         self.fetch_from(&store, &location.prefix, &location.url)

@@ -262,7 +262,7 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
     };
     let cancel = CancellationToken::new();
     let _signals = cli::stop_on_signals(cancel.clone());
-    let loaded = match AnyModel::load(&spec.model).await {
+    let loaded = match AnyModel::load(&spec).await {
         Ok(AnyModel::Vit(m)) => {
             return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
         }
@@ -287,7 +287,12 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
         Some(location) => eprintln!("error: --model {}: {loaded}", location.url),
         None => eprintln!("error: --model {}: {loaded}", spec.model.source),
     }
-    ExitCode::from(1)
+    // A store or hub down past the deadline: run it again to carry on, as for the job itself.
+    ExitCode::from(if loaded.is_retriable() {
+        cli::EXIT_RETRY
+    } else {
+        1
+    })
 }
 
 async fn run_model<M: BatchModel>(
