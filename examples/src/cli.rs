@@ -246,7 +246,7 @@ impl From<FormatArg> for OutputFormat {
 /// `--task`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskArg {
-    /// Top-k labels (ViT classifiers).
+    /// Top-k labels (ViT classifiers, or any ONNX classifier).
     Classify,
     /// Image embeddings (CLIP, or any ONNX model).
     Embed,
