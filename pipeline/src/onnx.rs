@@ -187,11 +187,15 @@ impl BatchModel for OnnxBatchModel {
     fn infer(&self, batch: Vec<CroppedImage>) -> std::result::Result<Vec<Row>, ModelError> {
         let n = batch.len();
         let outputs = self.model.run(&batch)?;
-        let find = |name: &str| {
-            outputs
-                .iter()
-                .find(|o| o.name == name)
-                .ok_or_else(|| format!("the model gave no output {name}"))
+        // Each output read must have one row per image (an output without a batch axis cannot
+        // be split into rows).
+        let find = |name: &str| match outputs.iter().find(|o| o.name == name) {
+            None => Err(format!("the model gave no output {name}")),
+            Some(o) if o.shape.first() != Some(&n) => Err(format!(
+                "output {name} has shape {:?}, not one row for each of the batch's {n} images",
+                o.shape
+            )),
+            Some(o) => Ok(o),
         };
         let rows = match &self.head {
             Head::Classify { output } => {

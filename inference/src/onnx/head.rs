@@ -113,7 +113,7 @@ pub fn softmax_top_k(logits: &[f32], k: usize, labels: &[String]) -> Vec<Predict
 pub fn pool(row: &[f32], item_dims: &[usize], pooling: Pooling) -> Vec<f32> {
     match item_dims {
         [tokens, dim] if *tokens > 0 && *dim > 0 => match pooling {
-            Pooling::Cls => row[..*dim].to_vec(),
+            Pooling::Cls => row.get(..*dim).unwrap_or(row).to_vec(),
             Pooling::Mean => {
                 let mut mean = vec![0f32; *dim];
                 for token in row.chunks_exact(*dim) {
