@@ -202,6 +202,15 @@ fn python_prefixes() -> Vec<PathBuf> {
 
 /// `<prefix>/lib/python3.*/site-packages/onnxruntime/capi` for each Python version there.
 fn wheel_dirs(prefix: &Path) -> Vec<PathBuf> {
+    site_packages_of(prefix)
+        .into_iter()
+        .map(|site| site.join("onnxruntime/capi"))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// `<prefix>/lib/python3.*/site-packages` for each Python version there, sorted.
+fn site_packages_of(prefix: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(prefix.join("lib")) else {
         return Vec::new();
     };
@@ -212,7 +221,7 @@ fn wheel_dirs(prefix: &Path) -> Vec<PathBuf> {
                 .to_str()
                 .is_some_and(|n| n.starts_with("python3"))
         })
-        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
+        .map(|e| e.path().join("site-packages"))
         .filter(|d| d.is_dir())
         .collect();
     dirs.sort();
@@ -220,10 +229,10 @@ fn wheel_dirs(prefix: &Path) -> Vec<PathBuf> {
 }
 
 /// The `site-packages` directories of the active Python environments (for the NVIDIA wheels'
-/// libraries the CUDA provider needs).
+/// libraries the CUDA provider needs): the runtime's own first.
 pub(crate) fn site_packages() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    // The runtime's own wheel first: onnxruntime/capi/../.. is its site-packages.
+    // onnxruntime/capi/libonnxruntime.so: three levels up is its site-packages.
     if let Ok(path) = locate() {
         if let Some(site) = path.parent().and_then(Path::parent).and_then(Path::parent) {
             if site.ends_with("site-packages") {
@@ -232,20 +241,7 @@ pub(crate) fn site_packages() -> Vec<PathBuf> {
         }
     }
     for prefix in python_prefixes() {
-        if let Ok(entries) = std::fs::read_dir(prefix.join("lib")) {
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.starts_with("python3"))
-                })
-                .map(|e| e.path().join("site-packages"))
-                .filter(|d| d.is_dir())
-                .collect();
-            found.sort();
-            dirs.extend(found);
-        }
+        dirs.extend(site_packages_of(&prefix));
     }
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|p| seen.insert(p.clone()));
