@@ -85,26 +85,14 @@ impl AnyModel {
         match checkpoint {
             Checkpoint::Candle(files) => {
                 spec.task.check_architecture(&files.config)?;
-                let device = spec.device.open()?;
-                match spec.task {
+                Ok(match spec.task {
                     Task::Classify => {
-                        let classifier = dataflux_inference::Classifier::from_files(
-                            &files, &device, spec.dtype,
-                        )?;
-                        Ok(AnyModel::Vit(crate::VitClassifier::new(
-                            classifier,
-                            spec.clone(),
-                        )))
+                        AnyModel::Vit(crate::VitClassifier::from_files(&files, spec)?)
                     }
                     Task::Embed | Task::Outputs => {
-                        let embedder =
-                            dataflux_inference::Embedder::from_files(&files, &device, spec.dtype)?;
-                        Ok(AnyModel::Clip(crate::ClipEmbedder::new(
-                            embedder,
-                            spec.clone(),
-                        )))
+                        AnyModel::Clip(crate::ClipEmbedder::from_files(&files, spec)?)
                     }
-                }
+                })
             }
             #[cfg(feature = "onnx")]
             Checkpoint::Onnx(files) => {

@@ -22,8 +22,12 @@ impl VitClassifier {
     /// Loads the checkpoint `spec` names (hub or directory) on its device; a checkpoint that
     /// is not a `ViTForImageClassification` is a configuration error of `--task`.
     pub async fn load(spec: &ModelSpec) -> Result<Self> {
-        let files = fetch_checked(spec, Task::Classify).await?;
-        let classifier = Classifier::from_files(&files, &spec.device.open()?, spec.dtype)?;
+        Self::from_files(&fetch_checked(spec, Task::Classify).await?, spec)
+    }
+
+    /// Loads a checkpoint already found and checked against the task, on `spec`'s device.
+    pub fn from_files(files: &dataflux_inference::ModelFiles, spec: &ModelSpec) -> Result<Self> {
+        let classifier = Classifier::from_files(files, &spec.device.open()?, spec.dtype)?;
         Ok(Self::new(classifier, spec.clone()))
     }
 

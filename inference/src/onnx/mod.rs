@@ -186,7 +186,7 @@ impl OnnxModel {
             }
             self.preprocessor.normalize_planar_into(&image.pixels, out);
         }
-        self.session.run(&pixels, images.len(), c.height, c.width)
+        self.session.run(pixels, images.len(), c.height, c.width)
     }
 }
 

@@ -244,7 +244,7 @@ impl OnnxSession {
     /// and returns every output, batch first, for exactly those `n` images.
     pub fn run(
         &self,
-        pixels: &[f32],
+        pixels: Vec<f32>,
         n: usize,
         height: u32,
         width: u32,
@@ -257,6 +257,11 @@ impl OnnxSession {
                 found: pixels.len(),
                 size: height as usize,
             });
+        }
+        // The whole batch in one run, as it is (no copy): a dynamic batch axis, or a fixed one
+        // of exactly n.
+        if self.input.batch.is_none_or(|b| b == n) {
+            return self.run_once(pixels, n, height, width);
         }
         let step = self.input.batch.unwrap_or(n.max(1)).max(1);
         let mut parts: Vec<Vec<OutputTensor>> = Vec::new();
