@@ -20,8 +20,8 @@ ARG UBUNTU_VERSION=ubuntu24.04
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU_VERSION} AS builder
 ARG RUST_VERSION=1.95.0
 # CUDA_COMPUTE_CAP: candle's CUDA kernels are compiled for sm_90 only (H100 / H200).
-# cmake and nasm build libjpeg-turbo (feature turbojpeg, the binaries' default: PIL-exact JPEG pixels,
-# linked statically).
+# nasm gives libjpeg-turbo (feature turbojpeg, the binaries' default: PIL-exact JPEG pixels, built
+# with the cc crate and linked statically) its SIMD code; no cmake is needed.
 ENV DEBIAN_FRONTEND=noninteractive \
     RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
@@ -29,7 +29,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     CUDA_COMPUTE_CAP=90 \
     CARGO_TERM_COLOR=never
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config cmake nasm \
+ && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config nasm \
  && rm -rf /var/lib/apt/lists/* \
  && curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
     | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}" \

@@ -112,14 +112,50 @@ pub fn init(default_level: &str, format: LogFormat) {
     JSON.store(json, std::sync::atomic::Ordering::Relaxed);
     // A second set-up in one process (tests) keeps the first.
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_env_filter(filter)
         .event_format(Lines { json })
         .try_init();
 }
 
+/// Where log lines go instead of straight to stderr while a live display owns the terminal.
+type StderrHook = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+static STDERR_HOOK: RwLock<Option<StderrHook>> = RwLock::new(None);
+
+/// Routes every log line through `hook` (for example a progress display that clears itself,
+/// prints the line and redraws), or straight to stderr again with `None`.
+pub fn set_stderr_hook(hook: Option<StderrHook>) {
+    if let Ok(mut h) = STDERR_HOOK.write() {
+        *h = hook;
+    }
+}
+
+/// The log writer: stderr, or the hook of [`set_stderr_hook`]. The formatter writes each line
+/// with one `write_all`, so a hook sees whole lines.
 #[cfg(feature = "cli")]
+struct Stderr;
+
+#[cfg(feature = "cli")]
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let hook = STDERR_HOOK.read().ok().and_then(|h| h.clone());
+        match hook {
+            Some(hook) => {
+                hook(buf);
+                Ok(buf.len())
+            }
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The one event format, text or JSON.
+#[cfg(feature = "cli")]
 struct Lines {
     json: bool,
 }

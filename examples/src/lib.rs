@@ -4,7 +4,9 @@
 //! - [`cli`]: flags into typed values (configuration errors exit 2), exit codes, signals.
 //! - [`upload`]: the image uploader.
 //! - [`logging`]: log set-up for the binaries.
+//! - [`progress`]: the job's live display and progress lines.
 
 pub mod cli;
 pub mod logging;
+pub mod progress;
 pub mod upload;

@@ -415,6 +415,84 @@ fn quiet_leaves_warnings_errors_and_the_final_summary() {
 }
 
 #[test]
+fn json_logs_carry_a_progress_line_every_progress_secs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args([
+            "--model",
+            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
+        ])
+        .args(["--device", "cpu", "--log-format", "json"])
+        .args([
+            "--chunk-size",
+            "2",
+            "--batch-size",
+            "1",
+            "--batch-delay-ms",
+            "400",
+        ])
+        .args(["--progress-secs", "0.5", "--output"])
+        .arg(dir.path().join("out"))
+        .env_remove("RUST_LOG")
+        .env_remove("DATAFLUX_RUN_ID")
+        .output()
+        .expect("run batch-inference");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("progress: "))
+        })
+        .collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    let mut last_done = 0;
+    for line in &lines {
+        assert_eq!(line["images_total"], 6, "{line}");
+        assert_eq!(line["chunks_total"], 3, "{line}");
+        let done = line["images_done"].as_u64().unwrap();
+        assert!(done >= last_done && done <= 6, "{line}");
+        last_done = done;
+        let chunks: u64 = [
+            "chunks_free",
+            "chunks_claimed",
+            "chunks_lapsed",
+            "chunks_committed",
+        ]
+        .iter()
+        .map(|k| line[*k].as_u64().unwrap())
+        .sum();
+        assert_eq!(chunks, 3, "{line}");
+    }
+    // The final summary keeps its shape.
+    assert!(stderr.contains("6 images, 6 with results"), "{stderr}");
+}
+
+#[test]
+fn quiet_has_no_progress_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args([
+            "--model",
+            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
+        ])
+        .args(["--device", "cpu", "--log-format", "json", "--quiet"])
+        .args(["--batch-size", "1", "--batch-delay-ms", "200"])
+        .args(["--progress-secs", "0.2", "--output"])
+        .arg(dir.path().join("out"))
+        .env_remove("RUST_LOG")
+        .env_remove("DATAFLUX_RUN_ID")
+        .output()
+        .expect("run batch-inference");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("progress: "), "{stderr}");
+}
+
+#[test]
 fn a_model_in_an_unreachable_bucket_gives_up_at_store_deadline_secs_with_exit_75() {
     // A GCS endpoint on a closed port: the model cache's store retries for the job's
     // deadline (2 s here), not for the store's own default (120 s).

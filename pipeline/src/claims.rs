@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::layout::{shard_chunks, Layout};
+use crate::progress::JobTally;
 use crate::store_ops::{self, with_deadline};
 
 /// What is known of every chunk at one look at the store.
@@ -219,6 +220,28 @@ impl Claims {
         })
         .await?;
         Ok(board)
+    }
+
+    /// The whole run's chunks as `board` saw them, with this process's commits since;
+    /// `images(c)` is chunk `c`'s image count.
+    pub fn tally(&self, board: &Board, images: impl Fn(usize) -> usize) -> JobTally {
+        let now = self.now();
+        let here = self.committed_here();
+        let mut tally = JobTally::default();
+        for c in 0..self.chunks.min(board.committed.len()) {
+            if board.committed[c] || here.contains(&c) {
+                tally.committed += 1;
+                tally.images_committed += images(c) as u64;
+                continue;
+            }
+            match &board.latest[c] {
+                None => tally.free += 1,
+                Some(seen) if seen.released => tally.free += 1,
+                Some(seen) if self.lapsed(seen, now) => tally.lapsed += 1,
+                Some(_) => tally.claimed += 1,
+            }
+        }
+        tally
     }
 
     fn lapsed(&self, seen: &Seen, now: Option<DateTime<Utc>>) -> bool {

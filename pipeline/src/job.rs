@@ -18,6 +18,7 @@ use crate::finalize::Finalizer;
 use crate::layout::Layout;
 use crate::model::BatchModel;
 use crate::plan::Planner;
+use crate::progress::Progress;
 use crate::spec::{default_run_id, JobSpec};
 use crate::stages::commit::{CommitConfig, CommitCounts};
 use crate::stages::{batch, claim, commit, decode, fetch, infer};
@@ -105,6 +106,20 @@ impl Job {
         topology: &Topology,
         cancel: CancellationToken,
     ) -> Result<Outcome> {
+        let progress = Progress::default();
+        Self::run_observed(stores, spec, model, topology, cancel, &progress).await
+    }
+
+    /// [`Job::run_on`], telling `progress` how far this rank and the whole job have got
+    /// (for a live display or progress lines; see [`Progress`]).
+    pub async fn run_observed<M: BatchModel>(
+        stores: Stores,
+        spec: &JobSpec,
+        model: Arc<M>,
+        topology: &Topology,
+        cancel: CancellationToken,
+        progress: &Progress,
+    ) -> Result<Outcome> {
         let wall = Instant::now();
         spec.validate()?;
         let definition = spec.definition(model.task(), model.definition());
@@ -140,6 +155,7 @@ impl Job {
             })
         );
         let (index, finished) = (index?, finished?);
+        progress.plan(index.chunks(), index.count);
         let mut stages = StageTimes {
             plan: t.elapsed().as_secs_f64(),
             ..Default::default()
@@ -201,6 +217,7 @@ impl Job {
             speculate: spec.speculate,
             poll: spec.poll,
             deadline: spec.store_deadline,
+            progress: progress.clone(),
         };
         let queue = pool.threads() * 4;
         {
@@ -259,6 +276,7 @@ impl Job {
                 format: spec.format,
                 columns: model.columns(),
                 deadline: spec.store_deadline,
+                progress: progress.clone(),
             };
             let c = claims.clone();
             let id = set
@@ -279,6 +297,34 @@ impl Job {
                 })
                 .id();
             names.insert(id, "renew");
+            if let Some(every) = progress.refresh() {
+                let (c, stop, p, index) = (
+                    claims.clone(),
+                    renew_stop.clone(),
+                    progress.clone(),
+                    index.clone(),
+                );
+                let id = set
+                    .spawn(async move {
+                        // The whole run's view for the display; a failed look is only skipped.
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return Ok(StageOut::Done),
+                                _ = tokio::time::sleep(every) => {}
+                            }
+                            tokio::select! {
+                                _ = stop.cancelled() => return Ok(StageOut::Done),
+                                looked = claim::look(&c, &index, &p) => {
+                                    if let Err(e) = looked {
+                                        tracing::debug!(error = %e, "progress: could not look at the run's chunks");
+                                    }
+                                }
+                            }
+                        }
+                    })
+                    .id();
+                names.insert(id, "progress");
+            }
         }
 
         // Supervise: the first error (or panic) ends the job; a stop request starts the grace.

@@ -89,9 +89,11 @@ pub mod model_cache;
 pub mod onnx;
 pub mod parquet;
 pub mod plan;
+pub mod progress;
 pub mod rows;
 pub mod spec;
 pub mod stages;
+pub mod status;
 mod store_ops;
 pub mod summary;
 
@@ -106,6 +108,7 @@ pub use layout::Layout;
 pub use model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 #[cfg(feature = "onnx")]
 pub use onnx::OnnxBatchModel;
+pub use progress::{JobTally, Progress, ProgressSnapshot};
 pub use spec::{JobSpec, ModelSpec, OutputFormat, Task};
 pub use stages::commit::CommitCounts;
 pub use summary::{Finished, JobSummary, Outcome, RankSummary, ShardSummary, StageTimes};

@@ -14,6 +14,7 @@ use clap::Parser;
 use dataflux_distributed::{Budget, Topology};
 use dataflux_examples::cli::{self, DTypeArg, FormatArg, PoolingArg, ResampleArg, TaskArg};
 use dataflux_examples::logging::{self, LogFormat};
+use dataflux_examples::progress;
 use dataflux_pipeline::{AnyModel, BatchModel, Job, JobSpec, ModelSpec, Stores, Task};
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,10 @@ struct Args {
     /// set, still wins).
     #[arg(long)]
     quiet: bool,
+    /// Without a terminal (JSON logs, a pipe): a progress line every this many seconds (0:
+    /// none). On a terminal the progress is a live display instead.
+    #[arg(long, env = "DATAFLUX_PROGRESS_SECS", default_value_t = 30.0)]
+    progress_secs: f64,
     /// Pause after each batch, in milliseconds (for tests and demos).
     #[arg(long, default_value_t = 0, hide = true)]
     batch_delay_ms: u64,
@@ -252,6 +257,11 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::config_exit(&e.to_string()),
     };
+    let progress_every = match cli::seconds("--progress-secs", args.progress_secs) {
+        Ok(d) => d,
+        Err(e) => return cli::config_exit(&e.to_string()),
+    };
+    let display = progress::Mode::pick(args.quiet, args.log_format, progress_every);
     cli::log_budget(&budget, &spec);
     if args.dry_run {
         return cli::dry_run_exit(&spec, topology.world_size).await;
@@ -264,14 +274,14 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
     let _signals = cli::stop_on_signals(cancel.clone());
     let loaded = match AnyModel::load(&spec).await {
         Ok(AnyModel::Vit(m)) => {
-            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel, display).await
         }
         Ok(AnyModel::Clip(m)) => {
-            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel, display).await
         }
         #[cfg(feature = "onnx")]
         Ok(AnyModel::Onnx(m)) => {
-            return run_model(stores, &spec, Arc::new(m), &topology, cancel).await
+            return run_model(stores, &spec, Arc::new(m), &topology, cancel, display).await
         }
         #[allow(unreachable_patterns)]
         Ok(_) => {
@@ -301,9 +311,16 @@ async fn run_model<M: BatchModel>(
     model: Arc<M>,
     topology: &Topology,
     cancel: CancellationToken,
+    mode: progress::Mode,
 ) -> ExitCode {
     logging::set_field("run_id", Job::run_id(spec, model.as_ref()));
-    match Job::run_on(stores, spec, model, topology, cancel).await {
+    let observed = mode.progress();
+    let display =
+        progress::Display::start(observed.clone(), mode, topology.rank, topology.world_size);
+    let result = Job::run_observed(stores, spec, model, topology, cancel, &observed).await;
+    // The display is cleared before the final summary is printed.
+    display.stop().await;
+    match result {
         Ok(outcome) => cli::outcome_exit(&outcome),
         Err(e) => cli::error_exit(&e),
     }

@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::carrier::Chunk;
-use crate::claims::{Claims, Pick};
+use crate::claims::{Board, Claims, Pick};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::plan::{load_chunk, Index};
+use crate::progress::Progress;
 
 /// Where the claim stage reads chunk manifests from, and how it waits.
 pub(crate) struct ClaimConfig {
@@ -24,6 +25,14 @@ pub(crate) struct ClaimConfig {
     pub speculate: bool,
     pub poll: Duration,
     pub deadline: Duration,
+    pub progress: Progress,
+}
+
+/// One look at the run's claims and commits, also told to the progress view.
+pub(crate) async fn look(claims: &Claims, index: &Index, progress: &Progress) -> Result<Board> {
+    let board = claims.scan().await?;
+    progress.tally(claims.tally(&board, |c| index.chunk_range(c).len()));
+    Ok(board)
 }
 
 pub(crate) async fn run(
@@ -32,7 +41,7 @@ pub(crate) async fn run(
     stop: CancellationToken,
     tx: mpsc::Sender<Arc<Chunk>>,
 ) -> Result<()> {
-    let mut board = claims.scan().await?;
+    let mut board = look(&claims, &config.index, &config.progress).await?;
     let mut backed_up: HashSet<usize> = HashSet::new();
     loop {
         if stop.is_cancelled() || board.finished {
@@ -42,7 +51,7 @@ pub(crate) async fn run(
         let (chunk, backup) = match pick {
             Some(Pick::Claim { chunk, attempt }) => {
                 if !claims.try_claim(chunk, attempt).await? {
-                    board = claims.scan().await?;
+                    board = look(&claims, &config.index, &config.progress).await?;
                     continue;
                 }
                 (chunk, false)
@@ -64,7 +73,7 @@ pub(crate) async fn run(
                     _ = tokio::time::sleep(config.poll) => {}
                     _ = stop.cancelled() => return Ok(()),
                 }
-                board = claims.scan().await?;
+                board = look(&claims, &config.index, &config.progress).await?;
                 continue;
             }
         };

@@ -11,6 +11,7 @@ use crate::carrier::{BadInput, Chunk, Failure, Item};
 use crate::claims::{Claims, Commit};
 use crate::error::{Error, Result};
 use crate::model::{Column, Row};
+use crate::progress::Progress;
 use crate::rows::{chunk_results, error_rows, Record};
 use crate::spec::OutputFormat;
 
@@ -33,6 +34,7 @@ pub(crate) struct CommitConfig {
     pub format: OutputFormat,
     pub columns: Vec<Column>,
     pub deadline: Duration,
+    pub progress: Progress,
 }
 
 struct Open {
@@ -68,8 +70,12 @@ pub(crate) async fn run(
             }
             current.seen += 1;
             match item.value {
-                Ok(row) => current.rows.push((item.index, row)),
+                Ok(row) => {
+                    config.progress.image(false);
+                    current.rows.push((item.index, row));
+                }
                 Err(Failure::Bad(b)) => {
+                    config.progress.image(true);
                     tracing::debug!(object = %b.object, kind = %b.kind, "bad input: {}", b.message);
                     current.bad.push(b);
                 }
@@ -144,6 +150,7 @@ async fn finish(
         )
         .await?;
     if ours {
+        config.progress.chunk_committed();
         counts.chunks_committed += 1;
         counts.images_ok += commit.ok;
         counts.images_failed += commit.failed;

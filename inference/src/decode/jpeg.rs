@@ -1,4 +1,5 @@
-//! Fast mode's JPEG decoding at a reduced scale, in the DCT domain.
+//! The libjpeg-turbo path: JPEGs decoded as PIL decodes them, at full scale (exact mode) or,
+//! in fast mode, at a reduced scale in the DCT domain.
 //!
 //! A JPEG at least twice the output size on both sides is decoded at 1/2, 1/4 or 1/8 of its
 //! size — the largest reduction that still covers the output, PIL's `Image.draft` rule — by
@@ -7,8 +8,11 @@
 //! less) of the work, and the resize that follows reads a quarter of the pixels. Only the
 //! entropy decoding stays as it is.
 //!
-//! The decoder is libjpeg-turbo through the `turbojpeg` crate, behind this crate's
-//! `turbojpeg` feature (building it needs `cmake`, and `nasm` for its SIMD code). It is not
+//! The decoder is libjpeg-turbo's, behind this crate's `turbojpeg` feature, built from source
+//! by the `mozjpeg-sys` crate with the `cc` crate alone: no cmake, and its SIMD code where
+//! `nasm` is installed (without nasm the C code, same pixels, slower). mozjpeg is libjpeg-turbo
+//! with a better *encoder*; its decoder is libjpeg-turbo's (accurate integer IDCT, fancy
+//! upsampling: PIL's defaults), and the parity tests hold it to PIL's pixels. It is not
 //! written here because no pure-Rust JPEG decoder has a scaled IDCT that pays: `zune-jpeg` has
 //! none, and `jpeg-decoder`'s half-scale decode is slower than `zune-jpeg`'s full decode on
 //! 640x480 photos. Without the feature, [`decode_reduced`] declines every image and fast mode
@@ -16,8 +20,8 @@
 
 use image::RgbImage;
 
+use super::DecodeLimits;
 use crate::error::PreprocessError;
-use crate::preprocess::DecodeLimits;
 
 /// The reductions libjpeg's scaled IDCT offers, largest first.
 const REDUCTIONS: [u32; 3] = [8, 4, 2];
@@ -84,62 +88,91 @@ fn decode_turbo(
     limits: &DecodeLimits,
     pick: impl Fn(u32, u32) -> Option<u32>,
 ) -> Option<Result<RgbImage, PreprocessError>> {
-    use std::cell::RefCell;
-    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
-
-    thread_local! {
-        /// One decompressor per thread: creating one allocates libjpeg's state.
-        static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
-    }
-
     if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return None;
     }
-    DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Decompressor::new().ok();
+    // libjpeg reports a fatal error (and here, a warning too) by unwinding out of its error
+    // handler (`resume_unwind`, so no panic message is printed); every call into it stays inside
+    // this `catch_unwind`, and an unwind means "decline".
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_turbo_unguarded(bytes, limits, pick)
+    }))
+    .ok()
+    .flatten()
+}
+
+#[cfg(feature = "turbojpeg")]
+fn decode_turbo_unguarded(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    pick: impl Fn(u32, u32) -> Option<u32>,
+) -> Option<Result<RgbImage, PreprocessError>> {
+    use mozjpeg_sys::J_COLOR_SPACE as Cs;
+
+    let mut decompress = mozjpeg::Decompress::with_err(strict_error_manager())
+        .from_mem(bytes)
+        .ok()?;
+    let colour = matches!(
+        decompress.color_space(),
+        Cs::JCS_YCbCr | Cs::JCS_GRAYSCALE | Cs::JCS_RGB
+    );
+    if !colour {
+        return None;
+    }
+    let (width, height) = (
+        u32::try_from(decompress.width()).ok()?,
+        u32::try_from(decompress.height()).ok()?,
+    );
+    if width > limits.max_width
+        || height > limits.max_height
+        || u64::from(width) * u64::from(height) > limits.max_pixels
+    {
+        return Some(Err(PreprocessError::TooLarge { width, height }));
+    }
+    let k = pick(width, height)?;
+    // libjpeg scales by scale_num / 8: 1/k is (8 / k) / 8.
+    decompress.scale(u8::try_from(8 / k.clamp(1, 8)).ok()?);
+    let mut started = decompress.rgb().ok()?;
+    let (w, h) = (started.width(), started.height());
+    // Over the allocation limit: the full decoder refuses it with its own error.
+    if (w as u64) * (h as u64) * 3 > limits.max_alloc_bytes {
+        return None;
+    }
+    let mut pixels = vec![0u8; w * h * 3];
+    let read = started.read_scanlines_into(&mut pixels[..]).ok()?.len();
+    if read != pixels.len() {
+        return None;
+    }
+    started.finish().ok()?;
+    RgbImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, pixels).map(Ok)
+}
+
+/// libjpeg's standard error manager, with fatal errors and warnings (a corrupt segment, data
+/// missing before the end marker) both unwinding: such an image is declined, and the full
+/// decoder then reports it in its own words, so the error a user sees does not depend on the
+/// mode.
+#[cfg(feature = "turbojpeg")]
+fn strict_error_manager() -> mozjpeg_sys::jpeg_error_mgr {
+    use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr, jpeg_std_error};
+    use std::os::raw::c_int;
+
+    extern "C-unwind" fn fail(_cinfo: &mut jpeg_common_struct) {
+        // Not `panic!`: no panic hook runs, nothing is printed.
+        std::panic::resume_unwind(Box::new("libjpeg error"));
+    }
+    extern "C-unwind" fn message(_cinfo: &mut jpeg_common_struct, level: c_int) {
+        // Level -1 is a warning: the data is corrupt. Levels 0 and up are trace messages.
+        if level < 0 {
+            std::panic::resume_unwind(Box::new("libjpeg warning"));
         }
-        let decompressor = slot.as_mut()?;
-        let header = decompressor.read_header(bytes).ok()?;
-        let colour = matches!(
-            header.colorspace,
-            Colorspace::YCbCr | Colorspace::Gray | Colorspace::RGB
-        );
-        if !colour || header.is_lossless {
-            return None;
-        }
-        let (width, height) = (
-            u32::try_from(header.width).ok()?,
-            u32::try_from(header.height).ok()?,
-        );
-        if width > limits.max_width
-            || height > limits.max_height
-            || u64::from(width) * u64::from(height) > limits.max_pixels
-        {
-            return Some(Err(PreprocessError::TooLarge { width, height }));
-        }
-        let k = pick(width, height)?;
-        let factor = ScalingFactor::new(1, k as usize);
-        decompressor.set_scaling_factor(factor).ok()?;
-        let (w, h) = (factor.scale(header.width), factor.scale(header.height));
-        // Over the allocation limit: the full decoder refuses it with its own error.
-        if (w as u64) * (h as u64) * 3 > limits.max_alloc_bytes {
-            return None;
-        }
-        let mut pixels = vec![0u8; w * h * 3];
-        let image = Image {
-            pixels: &mut pixels[..],
-            width: w,
-            pitch: w * 3,
-            height: h,
-            format: PixelFormat::RGB,
-        };
-        // Warnings (a corrupt segment, a missing end marker) come back as errors too: the
-        // full decoder takes those images over.
-        decompressor.decompress(bytes, image).ok()?;
-        RgbImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, pixels).map(Ok)
-    })
+    }
+    // SAFETY: jpeg_error_mgr is a plain C struct of integers, pointers and function pointers,
+    // for which all-zero is a valid value; jpeg_std_error fills every field.
+    let mut err: jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    unsafe { jpeg_std_error(&mut err) };
+    err.error_exit = Some(fail);
+    err.emit_message = Some(message);
+    err
 }
 
 /// Without the `turbojpeg` feature there is no scaled decoder: every image is decoded at full
