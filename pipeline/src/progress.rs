@@ -36,7 +36,7 @@ pub struct JobTally {
 }
 
 /// One reading of a [`Progress`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ProgressSnapshot {
     /// Since this rank started.
     pub elapsed: Duration,
@@ -185,19 +185,7 @@ impl Progress {
                 eta,
             }
         })
-        .unwrap_or_else(|| ProgressSnapshot {
-            elapsed: Duration::ZERO,
-            images_total: None,
-            chunks_total: None,
-            rank_images: 0,
-            rank_bad: 0,
-            rank_chunks: 0,
-            rank_rate: 0.0,
-            job: None,
-            job_images: 0,
-            job_rate: None,
-            eta: None,
-        })
+        .unwrap_or_default()
     }
 }
 

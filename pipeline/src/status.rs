@@ -91,15 +91,23 @@ impl RunStatus {
 /// empty), the most recently started last.
 pub async fn runs(store: &Arc<dyn Store>, prefix: &str, deadline: Duration) -> Result<Vec<String>> {
     let dir = format!("{prefix}_dataflux/");
-    let mut found: Vec<(Option<DateTime<Utc>>, String)> =
-        store_ops::list_all(store, &dir, deadline)
-            .await?
-            .into_iter()
-            .filter_map(|o| {
-                let run = o.name.strip_prefix(&dir)?.strip_suffix("/index.json")?;
-                (!run.contains('/')).then(|| (o.updated, run.to_string()))
-            })
-            .collect();
+    let options = dataflux::ListOptions::default().with_temp_prefix(String::new());
+    let listed = with_deadline(deadline, "listing the runs", || async {
+        match dataflux::list(store, &dir, &options).await {
+            Ok(l) => Ok(l.objects),
+            // No such folder (a local output never written): no runs.
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    let mut found: Vec<(Option<DateTime<Utc>>, String)> = listed
+        .into_iter()
+        .filter_map(|o| {
+            let run = o.name.strip_prefix(&dir)?.strip_suffix("/index.json")?;
+            (!run.contains('/')).then(|| (o.updated, run.to_string()))
+        })
+        .collect();
     found.sort();
     Ok(found.into_iter().map(|(_, r)| r).collect())
 }
@@ -239,7 +247,7 @@ pub async fn read(
         }
     }
     let lease = chrono::Duration::from_std(lease).unwrap_or_default();
-    let views: Vec<(bool, ClaimView)> = futures::stream::iter(latest.into_iter())
+    let views: Vec<(bool, ClaimView)> = futures::stream::iter(latest)
         .filter_map(|(chunk, (attempt, o))| async move {
             // An emptied claim was given back: the chunk is free.
             if o.size == 0 {

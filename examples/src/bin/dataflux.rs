@@ -4,10 +4,12 @@
 //! dataflux list  gs://bucket/prefix [--parallelism N] [--sequential] [--count] [--stats]
 //! dataflux fetch gs://bucket/prefix --to DIR [--no-compose] [--concurrency N] [--stats]
 //! dataflux gc    gs://bucket [--older-than 1h] [--temp-prefix dataflux-tmp/]
+//! dataflux status gs://bucket/output [--run-id ID] [--json]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 when `fetch` could not
-//! read some objects (each is reported on stderr; the others are written).
+//! read some objects (each is reported on stderr; the others are written). `status` exits 0
+//! whether the run is running or finished, 1 when there is no run to report.
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -22,6 +24,7 @@ use dataflux::{
     DEFAULT_TEMP_PREFIX,
 };
 use dataflux_examples::logging::LogFormat;
+use dataflux_pipeline::{status, JobSpec};
 use futures::StreamExt;
 
 #[derive(Parser, Debug)]
@@ -47,6 +50,28 @@ enum Command {
     Fetch(FetchArgs),
     /// Deletes temporary composites that crashed runs left behind.
     Gc(GcArgs),
+    /// A batch-inference run across all its ranks, read from its bookkeeping in the output:
+    /// chunks committed, claimed (by which rank, lease age), lapsed and free; rows and bad
+    /// inputs so far; the recent rate and ETA; whether it finished. Writes nothing.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// The run's output: what batch-inference was given as --output.
+    output: String,
+    /// The run [default: the only run there, else the most recently started].
+    #[arg(long, env = "DATAFLUX_RUN_ID")]
+    run_id: Option<String>,
+    /// The lease the ranks run with (their --lease-secs): older claims count as lapsed.
+    #[arg(long, default_value_t = JobSpec::default().lease.as_secs_f64())]
+    lease_secs: f64,
+    /// Seconds the store may fail transiently before giving up.
+    #[arg(long, default_value_t = 30.0)]
+    store_deadline_secs: f64,
+    /// One JSON object on stdout (for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +175,7 @@ fn main() -> ExitCode {
             Command::List(args) => run_list(args).await,
             Command::Fetch(args) => run_fetch(args).await,
             Command::Gc(args) => run_gc(args).await,
+            Command::Status(args) => run_status(args).await,
         }
     });
     match result {
@@ -357,6 +383,130 @@ async fn run_gc(args: GcArgs) -> Result<ExitCode> {
         .with_context(|| format!("cleaning {}{}", store.url(), args.temp_prefix))?;
     println!("{deleted}");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_status(args: StatusArgs) -> Result<ExitCode> {
+    let (Ok(lease), Ok(deadline)) = (
+        Duration::try_from_secs_f64(args.lease_secs),
+        Duration::try_from_secs_f64(args.store_deadline_secs),
+    ) else {
+        eprintln!("error: --lease-secs, --store-deadline-secs: not a number of seconds");
+        return Ok(ExitCode::from(2));
+    };
+    let location = Location::parse(&args.output)?;
+    let store = match location.open().await {
+        Ok(store) => store,
+        Err(e) if e.is_not_found() => bail!("no batch-inference run at {}: {e}", args.output),
+        Err(e) => return Err(e.into()),
+    };
+    let run_id = match args.run_id {
+        Some(id) => id,
+        None => {
+            let runs = status::runs(&store, &location.prefix, deadline).await?;
+            match runs.last() {
+                Some(id) => {
+                    if runs.len() > 1 {
+                        eprintln!(
+                            "{} runs at {}: showing the latest started, {id} (others: {}); pick one with --run-id",
+                            runs.len(),
+                            args.output,
+                            runs[..runs.len() - 1].join(", ")
+                        );
+                    }
+                    id.clone()
+                }
+                None => bail!("no batch-inference run at {}", args.output),
+            }
+        }
+    };
+    let s = status::read(&store, &location.prefix, &run_id, lease, deadline).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    print_status(&mut out, &args.output, &s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human form of a run's status.
+fn print_status(out: &mut impl Write, output: &str, s: &status::RunStatus) -> std::io::Result<()> {
+    let pct = |n: u64| {
+        if s.images == 0 {
+            100.0
+        } else {
+            100.0 * n as f64 / s.images as f64
+        }
+    };
+    if let Some(done) = &s.finished {
+        writeln!(out, "run {} at {output}: finished", s.run_id)?;
+        writeln!(
+            out,
+            "  {} images: {} with results, {} bad; {} chunks, {} output shards; {:.1} s, {:.1} images/s",
+            done.images, done.images_ok, done.images_failed, done.chunks, done.shards, done.wall_secs, done.images_per_sec
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "run {} at {output}: running", s.run_id)?;
+    writeln!(
+        out,
+        "  chunks: {} in all: {} committed, {} claimed, {} lapsed, {} free",
+        s.chunks,
+        s.committed,
+        s.claimed.len(),
+        s.lapsed.len(),
+        s.free
+    )?;
+    writeln!(
+        out,
+        "  images: {} of {} committed ({:.1}%): {} rows, {} bad inputs",
+        s.images_committed,
+        s.images,
+        pct(s.images_committed),
+        s.rows,
+        s.bad
+    )?;
+    match (s.images_per_sec, s.eta_secs) {
+        (Some(rate), Some(eta)) => writeln!(
+            out,
+            "  rate: {rate:.1} images/s over the last {} min; ETA {}",
+            status::RATE_WINDOW.as_secs() / 60,
+            human_secs(eta)
+        )?,
+        _ => writeln!(
+            out,
+            "  rate: no chunk committed in the last {} min",
+            status::RATE_WINDOW.as_secs() / 60
+        )?,
+    }
+    for (what, views) in [("claimed", &s.claimed), ("lapsed", &s.lapsed)] {
+        if views.is_empty() {
+            continue;
+        }
+        writeln!(out, "  {what}:")?;
+        for v in views {
+            writeln!(
+                out,
+                "    chunk {:>6}  rank {:>4}  holder {:<16}  attempt {}  lease written {} ago",
+                v.chunk,
+                v.rank.map_or("?".to_string(), |r| r.to_string()),
+                v.holder.as_deref().unwrap_or("?"),
+                v.attempt,
+                v.lease_age_secs.map_or("?".to_string(), human_secs)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `12s`, `4m 10s`, `3h 2m`.
+fn human_secs(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        s if s >= 3600 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
