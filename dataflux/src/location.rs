@@ -162,6 +162,11 @@ impl Location {
         self.open_inner(true, RetryPolicy::default()).await
     }
 
+    /// [`Location::open_for_write`] with `retry` as the store's retry policy.
+    pub async fn open_for_write_with_retry(&self, retry: RetryPolicy) -> Result<Arc<dyn Store>> {
+        self.open_inner(true, retry).await
+    }
+
     async fn open_inner(&self, create: bool, retry: RetryPolicy) -> Result<Arc<dyn Store>> {
         let store: Arc<dyn Store> = match &self.backend {
             #[cfg(feature = "gcs")]

@@ -10,7 +10,7 @@
 //! temporaries: claims, commits, clock probes, composites.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dataflux::{FetchOptions, Fetcher, PutMode, Store};
@@ -24,7 +24,7 @@ use crate::model::Column;
 use crate::plan::Index;
 use crate::rows::{shard_results, ERRORS_HEADER};
 use crate::spec::OutputFormat;
-use crate::store_ops::{self, get_or_none, with_deadline};
+use crate::store_ops::{self, get_or_none, with_deadline, Poller};
 use crate::summary::{JobSummary, RankSummary, ShardSummary};
 
 #[derive(Serialize, Deserialize)]
@@ -187,7 +187,7 @@ impl Finalizer<'_> {
         shards: usize,
         mine: &[ShardSummary],
     ) -> Result<Vec<ShardSummary>> {
-        let started = Instant::now();
+        let poller = Poller::new(self.poll, self.wait_timeout);
         let mut found: Vec<Option<ShardSummary>> = vec![None; shards];
         for s in mine.iter().filter(|s| s.shard < shards) {
             found[s.shard] = Some(s.clone());
@@ -206,14 +206,13 @@ impl Finalizer<'_> {
             if found.iter().all(Option::is_some) {
                 return Ok(found.into_iter().flatten().collect());
             }
-            if started.elapsed() > self.wait_timeout {
+            if let Err(waited) = poller.wait().await {
                 let missing: Vec<usize> = (0..shards).filter(|&s| found[s].is_none()).collect();
                 return Err(Error::Timeout {
                     what: format!("the ranks writing output shards {missing:?}"),
-                    waited: started.elapsed(),
+                    waited,
                 });
             }
-            tokio::time::sleep(self.poll.min(Duration::from_millis(500))).await;
         }
     }
 

@@ -65,13 +65,15 @@ impl Job {
     /// that the input opens and that the output can be written. Returns the opened stores.
     pub async fn preflight(spec: &JobSpec) -> Result<Stores> {
         spec.validate()?;
-        let input = spec.input.open().await.map_err(|e| Error::Config {
+        // The job's deadline is its stores' retry policy: the one retry layer.
+        let retry = dataflux::RetryPolicy::default().with_deadline(spec.store_deadline);
+        let input = spec.input.open_with_retry(retry).await.map_err(|e| Error::Config {
             setting: "--input",
             reason: format!("{}: {e}", spec.input.url),
         })?;
         let output =
             spec.output
-                .open_for_write()
+                .open_for_write_with_retry(retry)
                 .await
                 .map_err(|source| Error::OutputNotWritable {
                     location: spec.output.url.clone(),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::store_ops::{get_or_none, with_deadline};
+use crate::store_ops::{get_or_none, with_deadline, Poller};
 
 const FORMAT: &str = "dataflux-run-index";
 const VERSION: u32 = 1;
@@ -72,7 +72,7 @@ impl Planner<'_> {
     /// The run's index: read and checked against this job's definition, or (on the lister,
     /// when there is none yet) made from a fresh listing; other ranks wait for it.
     pub async fn index(&self) -> Result<Index> {
-        let waited = Instant::now();
+        let poller = Poller::new(self.poll, self.wait_timeout);
         loop {
             if let Some(index) = self.read_index().await? {
                 self.check(&index)?;
@@ -84,16 +84,15 @@ impl Planner<'_> {
                 }
                 continue; // another lister won: read (and check) its index
             }
-            if waited.elapsed() > self.wait_timeout {
+            if let Err(waited) = poller.wait().await {
                 return Err(Error::Timeout {
                     what: format!(
                         "rank 0 to list the input ({})",
                         self.output.object_url(&self.layout.index())
                     ),
-                    waited: waited.elapsed(),
+                    waited,
                 });
             }
-            tokio::time::sleep(self.poll.min(Duration::from_millis(500))).await;
         }
     }
 

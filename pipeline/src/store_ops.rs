@@ -1,10 +1,10 @@
 //! The few store conveniences the job needs ("get or none", "create unless present", "delete
 //! everything under"), and the job-level deadline on the run's own bookkeeping requests.
 //!
-//! Each store retries a transient failure a few times itself; what still fails transiently
-//! here is retried with backoff until the job's deadline, so a GCS outage of seconds or
-//! minutes delays the job instead of ending it, and only an outage past the deadline does
-//! ([`Error::StoreUnavailable`], retriable: the rank restarts and carries on).
+//! Retrying is the store's own (one retry layer, `dataflux::store::retrying`), with the job's
+//! deadline as its policy: a GCS outage of seconds or minutes delays the job instead of
+//! ending it, and only an outage past the deadline does ([`Error::StoreUnavailable`],
+//! retriable: the rank restarts and carries on).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,33 +15,54 @@ use dataflux::{list, ListOptions, PutMode, Store};
 
 use crate::error::{Error, Result};
 
-/// Runs `op` until it succeeds, fails permanently, or has failed transiently for longer
-/// than `deadline`.
-pub(crate) async fn with_deadline<T, F, Fut>(deadline: Duration, what: &str, mut op: F) -> Result<T>
+/// Runs one bookkeeping request and types its failure. There is no retry here: the store's
+/// own retry layer (`dataflux::store::retrying`) is the only one, and [`crate::Job::preflight`]
+/// opens the job's stores with the job's deadline as its policy. So a transient failure that
+/// reaches this point has outlasted the deadline: it becomes [`Error::StoreUnavailable`]
+/// (retriable: the rank restarts and carries on); a permanent one, [`Error::Store`].
+pub(crate) async fn with_deadline<T, F, Fut>(deadline: Duration, what: &str, op: F) -> Result<T>
 where
-    F: FnMut() -> Fut,
+    F: FnOnce() -> Fut,
     Fut: Future<Output = dataflux::Result<T>>,
 {
     let started = Instant::now();
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_temporary() => {
-                let failing_for = started.elapsed();
-                if failing_for >= deadline {
-                    return Err(Error::StoreUnavailable {
-                        failing_for,
-                        deadline,
-                        last: format!("{what}: {e}"),
-                    });
-                }
-                tracing::warn!(error = %e, "{what}: the store is failing, trying again in {wait:?}");
-                tokio::time::sleep(wait.min(deadline.saturating_sub(failing_for))).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(Error::store(what, e)),
+    match op().await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_temporary() => Err(Error::StoreUnavailable {
+            failing_for: started.elapsed(),
+            deadline,
+            last: format!("{what}: {e}"),
+        }),
+        Err(e) => Err(Error::store(what, e)),
+    }
+}
+
+/// Waiting for what another rank writes (rank 0's index, the other ranks' shards): look, and
+/// if it is not there yet, [`Poller::wait`], until the timeout.
+pub(crate) struct Poller {
+    started: Instant,
+    every: Duration,
+    timeout: Duration,
+}
+
+impl Poller {
+    /// Looks every `every` (at most every 500 ms) for up to `timeout`.
+    pub fn new(every: Duration, timeout: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            every: every.min(Duration::from_millis(500)),
+            timeout,
         }
+    }
+
+    /// Sleeps until the next look; `Err(waited)` once the timeout has passed.
+    pub async fn wait(&self) -> std::result::Result<(), Duration> {
+        let waited = self.started.elapsed();
+        if waited > self.timeout {
+            return Err(waited);
+        }
+        tokio::time::sleep(self.every).await;
+        Ok(())
     }
 }
 
