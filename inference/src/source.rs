@@ -7,17 +7,10 @@ use std::str::FromStr;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
-use crate::config::PreprocessorConfig;
 use crate::device::{check_dtype, default_dtype};
 use crate::error::{Error, Result};
 use crate::folder::{Checkpoint, OnnxFiles, ONNX_FILE, ONNX_SUBDIR_FILE};
-
-/// Name of the model configuration file.
-pub const CONFIG_FILE: &str = "config.json";
-/// Name of the (optional) preprocessing configuration file.
-pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
-/// Name of the weight file.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub use crate::folder::{ModelFiles, CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE};
 
 /// A checkpoint location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,65 +147,8 @@ fn is_truthy(v: &str) -> bool {
     )
 }
 
-/// Local paths of a checkpoint's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelFiles {
-    /// `config.json`.
-    pub config: PathBuf,
-    /// `preprocessor_config.json`, when the checkpoint has one.
-    pub preprocessor_config: Option<PathBuf>,
-    /// `model.safetensors`.
-    pub weights: PathBuf,
-}
-
+/// Fetching a checkpoint's files (the struct and its local reading are [`crate::folder`]'s).
 impl ModelFiles {
-    /// The files of a local checkpoint directory; fails with [`Error::MissingFile`] when
-    /// `config.json` or `model.safetensors` is absent.
-    pub fn in_dir(dir: &Path) -> Result<Self> {
-        let need = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::MissingFile { path })
-            }
-        };
-        let config = need(CONFIG_FILE)?;
-        let weights = need(WEIGHTS_FILE)?;
-        let pre = dir.join(PREPROCESSOR_FILE);
-        Ok(ModelFiles {
-            config,
-            preprocessor_config: pre.is_file().then_some(pre),
-            weights,
-        })
-    }
-
-    /// The checkpoint's `preprocessor_config.json`, or `default(size)` when it has none,
-    /// checked to produce the model's `size`x`size` input.
-    pub fn preprocessor(
-        &self,
-        size: u32,
-        default: impl FnOnce(u32) -> PreprocessorConfig,
-    ) -> Result<PreprocessorConfig> {
-        let pre = match &self.preprocessor_config {
-            Some(path) => PreprocessorConfig::from_file(path)?,
-            None => default(size),
-        };
-        if pre.height != size || pre.width != size {
-            return Err(Error::InvalidConfig {
-                path: self
-                    .preprocessor_config
-                    .clone()
-                    .unwrap_or_else(|| self.config.clone()),
-                reason: format!(
-                    "preprocessor size {}x{} differs from the model's image_size {size}",
-                    pre.height, pre.width
-                ),
-            });
-        }
-        Ok(pre)
-    }
-
     /// [`ModelFiles::fetch`] for synchronous callers: the download runs on a private runtime in
     /// a helper thread, so this is also safe (but blocking) inside an async runtime.
     pub fn fetch_blocking(source: &ModelSource, options: &LoadOptions) -> Result<Self> {

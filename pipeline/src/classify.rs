@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use dataflux_inference::{Classifier, CroppedImage, Prediction};
 
-use crate::checkpoint::{definition, fetch_checked, preprocess_mode};
 use crate::error::Result;
+use crate::locate::{definition, fetch_checked, preprocess_mode};
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 use crate::spec::{ModelSpec, Task};
 

@@ -96,7 +96,7 @@ pub enum Error {
     },
     /// Result rows could not be encoded (a model whose rows do not match its columns).
     #[error("cannot encode results: {0}")]
-    Results(#[from] crate::parquet::ParquetError),
+    Results(#[from] crate::output::ParquetError),
     /// The Hugging Face hub could not be reached to fetch the checkpoint (no network, DNS, a
     /// proxy or firewall): one line, with the way to run without it.
     #[error("cannot reach the Hugging Face hub at {endpoint} to fetch {repo} ({reason}); to run without it, pass the checkpoint as --model <dir|gs://…|s3://…|file://…>")]

@@ -67,18 +67,22 @@ impl Job {
         spec.validate()?;
         // The job's deadline is its stores' retry policy: the one retry layer.
         let retry = dataflux::RetryPolicy::default().with_deadline(spec.store_deadline);
-        let input = spec.input.open_with_retry(retry).await.map_err(|e| Error::Config {
-            setting: "--input",
-            reason: format!("{}: {e}", spec.input.url),
-        })?;
-        let output =
-            spec.output
-                .open_for_write_with_retry(retry)
-                .await
-                .map_err(|source| Error::OutputNotWritable {
-                    location: spec.output.url.clone(),
-                    source,
-                })?;
+        let input = spec
+            .input
+            .open_with_retry(retry)
+            .await
+            .map_err(|e| Error::Config {
+                setting: "--input",
+                reason: format!("{}: {e}", spec.input.url),
+            })?;
+        let output = spec
+            .output
+            .open_for_write_with_retry(retry)
+            .await
+            .map_err(|source| Error::OutputNotWritable {
+                location: spec.output.url.clone(),
+                source,
+            })?;
         check_writable(
             &output,
             &spec.output.prefix,

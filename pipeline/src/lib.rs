@@ -83,14 +83,14 @@ pub mod error;
 mod finalize;
 mod job;
 pub mod layout;
+mod locate;
 pub mod model;
 pub mod model_cache;
 #[cfg(feature = "onnx")]
 pub mod onnx;
-pub mod parquet;
+pub mod output;
 pub mod plan;
 pub mod progress;
-pub mod rows;
 pub mod spec;
 pub mod stages;
 pub mod status;
@@ -108,6 +108,8 @@ pub use layout::Layout;
 pub use model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 #[cfg(feature = "onnx")]
 pub use onnx::OnnxBatchModel;
+/// The outputs' old module names: [`output`] (rows of every format) and [`output::parquet`].
+pub use output::{self as rows, parquet};
 pub use progress::{JobTally, Progress, ProgressSnapshot};
 pub use spec::{JobSpec, ModelSpec, OutputFormat, Task};
 pub use stages::commit::CommitCounts;

@@ -11,8 +11,8 @@ use dataflux_inference::onnx::head::{
 use dataflux_inference::onnx::{labels_file, OnnxModel, OutputInfo, SessionOptions};
 use dataflux_inference::{CroppedImage, Preprocessor};
 
-use crate::checkpoint::{definition, preprocess_mode};
 use crate::error::{Error, Result};
+use crate::locate::{definition, preprocess_mode};
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
 use crate::spec::{ModelSpec, Task};
 

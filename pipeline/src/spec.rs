@@ -9,30 +9,7 @@ use dataflux_inference::{DType, DeviceSpec, ModelSource, Pooling, PreprocessorCo
 
 use crate::error::{Error, Result};
 
-/// How result rows are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// `image_id,<columns>` with Python `csv`'s minimal quoting and `\r\n`, as the GKE
-    /// tutorial writes it.
-    Csv,
-    /// One JSON object per line: `image_id`, `object` and every column.
-    Jsonl,
-    /// Parquet (arrow-rs, snappy): `image_id`, `object` and every column, typed; embeddings
-    /// as a fixed-size list of float32. The default for embeddings.
-    Parquet,
-}
-
-impl OutputFormat {
-    /// The file extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            OutputFormat::Csv => "csv",
-            OutputFormat::Jsonl => "jsonl",
-            OutputFormat::Parquet => "parquet",
-        }
-    }
-}
+pub use crate::output::OutputFormat;
 
 /// What the job computes per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -11,8 +11,8 @@ use crate::carrier::{BadInput, Chunk, Failure, Item};
 use crate::claims::{Claims, Commit};
 use crate::error::{Error, Result};
 use crate::model::{Column, Row};
+use crate::output::{chunk_results, error_rows, Record};
 use crate::progress::Progress;
-use crate::rows::{chunk_results, error_rows, Record};
 use crate::spec::OutputFormat;
 
 /// What this rank's commits came to.

@@ -16,8 +16,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::Record;
 use crate::model::{Column, ColumnKind, Value};
-use crate::rows::Record;
 
 /// Why rows could not become Parquet: a row that does not match the model's columns, or an
 /// arrow/parquet failure.
