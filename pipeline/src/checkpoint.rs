@@ -55,7 +55,7 @@ impl AnyModel {
                     crate::onnx::OnnxBatchModel::load(&files, &spec)
                 })
                 .await
-                .map_err(|e| Error::Model(format!("loading the ONNX model: {e}")))?
+                .map_err(|e| crate::Error::Model(format!("loading the ONNX model: {e}")))?
                 .map(AnyModel::Onnx)
             }
             #[cfg(not(feature = "onnx"))]
