@@ -27,6 +27,12 @@ pub enum Scheme {
     /// `images/000000xxxxxx.jpg`: 12-digit ordinals with random gaps (mostly small, some
     /// large), like COCO's file names.
     Coco,
+    /// `images/00/00000000.jpg` … `images/96/…`: 97 folders, object `i` in folder `i % 97`,
+    /// the layout cloud providers recommend to spread request load.
+    Folders,
+    /// `images/<2 hex digits>/<16 hex digits>.jpg`: 256 hashed folders, each name's folder
+    /// the first byte of its hash.
+    Hashed,
 }
 
 impl Scheme {
@@ -37,6 +43,8 @@ impl Scheme {
             Scheme::Hex => "hex",
             Scheme::Tree => "tree",
             Scheme::Coco => "coco",
+            Scheme::Folders => "folders",
+            Scheme::Hashed => "hashed",
         }
     }
 }
@@ -237,6 +245,32 @@ pub fn generate(scheme: Scheme, n: usize, seed: u64) -> Names {
             }
         }
         Scheme::Tree => tree(&mut names, n, &mut rng),
+        Scheme::Folders => {
+            // Folder f holds the i with i % 97 == f, in order: sorted by (folder, i).
+            for f in 0..97usize {
+                for i in (f..n).step_by(97) {
+                    names.push_with(|s| {
+                        let _ = write!(s, "{PREFIX}{f:02}/{i:08}.jpg");
+                    });
+                }
+            }
+        }
+        Scheme::Hashed => {
+            // 64 random bits per name; the folder is the top byte: sorted numbers print sorted.
+            let mut ids: Vec<u64> = Vec::with_capacity(n);
+            while ids.len() < n {
+                while ids.len() < n {
+                    ids.push(rng.next_u64());
+                }
+                ids.sort_unstable();
+                ids.dedup();
+            }
+            for id in ids {
+                names.push_with(|s| {
+                    let _ = write!(s, "{PREFIX}{:02x}/{id:016x}.jpg", id >> 56);
+                });
+            }
+        }
         Scheme::Coco => {
             let mut v = rng.below(1000);
             for _ in 0..n {

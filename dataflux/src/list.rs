@@ -258,6 +258,11 @@ pub(crate) async fn next_page(
 /// gains in time.
 const MIN_SPLIT_PAGES: f64 = 3.0;
 
+/// Pieces cut at folder boundaries hold at least this many pages left (as the folders'
+/// average density estimates): where the folders are small, a piece spans several of them in
+/// one ranged listing, rather than each folder costing its own partial page.
+const MIN_FOLDER_SPLIT_PAGES: f64 = 5.0;
+
 /// A worker whose bounded piece is split keeps at most this many pages (as estimated from its
 /// last page) and hands the rest over: where names are dense only just past its cursor (a
 /// folder of files among sparse names), halving the piece would cut off an empty upper half
@@ -536,7 +541,8 @@ impl Shared {
     }
 
     /// Pages of average density (as the folders measure it) between `lo` and `hi`; while no
-    /// density is known, the share of the range counts, times a large number.
+    /// density is known (nothing listed yet), the share of the range counts, times a large
+    /// number.
     fn folder_pages(&self, lo: &str, hi: Option<&str>) -> f64 {
         let share = (self.folders.pos(hi) - self.folders.pos(Some(lo))).max(0.0);
         let density = if self.covered > 0.0 {
@@ -627,7 +633,11 @@ impl Shared {
                     (None, Some(_)) => continue,
                 }
             };
-            if left >= MIN_SPLIT_PAGES && best.as_ref().is_none_or(|(_, b, _)| left > *b) {
+            let least = match plan {
+                Plan::Folders => MIN_FOLDER_SPLIT_PAGES,
+                _ => MIN_SPLIT_PAGES,
+            };
+            if left >= least && best.as_ref().is_none_or(|(_, b, _)| left > *b) {
                 best = Some((id, left, plan));
             }
         }
@@ -854,6 +864,19 @@ impl Coordinator {
         let mut st = self.lock()?;
         st.busy -= 1;
         st.folders.learn(folder, found);
+        // The pages listed before the folders were known (the root's first) give the density
+        // folder estimates start from: without it every folder would look large, and the
+        // first idle workers would cut the range at every folder boundary, each piece a
+        // partial page (many small folders cost many requests that way).
+        let boundaries = st.folders.between(&self.prefix, None).next().is_some();
+        if boundaries && st.covered == 0.0 && !st.out.is_empty() {
+            let last = st.out.iter().map(|o| o.name.as_str()).max();
+            let covered = st.folders.pos(last) - st.folders.pos(Some(&self.prefix));
+            if covered > 0.0 {
+                st.covered = covered;
+                st.listed = st.out.len() as f64;
+            }
+        }
         drop(st);
         self.wake.notify_waiters();
         Ok(())

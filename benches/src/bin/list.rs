@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p dataflux-benches --bin list -- --latency-ms 100 --objects 500,20000
+//! cargo run --release -p dataflux-benches --bin list -- --layouts folders97,folders10,flat --objects 2000,20000
 //! ```
 //!
 //! Each dataset lives in its own bucket, preloaded with `-data` (the emulator's list cost
@@ -33,6 +34,11 @@ struct Args {
     /// Repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// How the names are laid out: coco (one folder, 12-digit numbers), folders97 (97 folders
+    /// `img/00/` … `img/96/`, the layout cloud providers recommend to spread request load),
+    /// folders10 (10 folders), flat (no folder below the prefix, random-looking names).
+    #[arg(long, value_delimiter = ',', default_value = "coco")]
+    layouts: Vec<String>,
 }
 
 struct Measure {
@@ -88,12 +94,13 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let data = tempfile_dir()?;
     let started = Instant::now();
-    for &n in &args.objects {
-        // COCO-like names: a folder, a 12-digit number.
-        let objects: Vec<(String, usize)> = (0..n)
-            .map(|i| (format!("coco/val2017/{:012}.jpg", i * 7 + 139), 1))
-            .collect();
-        write_preload(&data, &format!("list-{n}"), &objects)?;
+    for layout in &args.layouts {
+        for &n in &args.objects {
+            let objects: Vec<(String, usize)> = (0..n)
+                .map(|i| layout_name(layout, i).map(|name| (name, 1)))
+                .collect::<Result<_>>()?;
+            write_preload(&data, &bucket(layout, n), &objects)?;
+        }
     }
     let emulator = Emulator::start(&data)?;
     eprintln!(
@@ -106,6 +113,30 @@ fn main() -> Result<()> {
     drop(emulator);
     std::fs::remove_dir_all(&data)?;
     Ok(())
+}
+
+/// Object `i`'s name under `data/` in `layout`.
+fn layout_name(layout: &str, i: usize) -> Result<String> {
+    let name = match layout {
+        // COCO-like names: a folder, a 12-digit number.
+        "coco" => format!("data/val2017/{:012}.jpg", i * 7 + 139),
+        "folders97" => format!("data/{:02}/{:08}.jpg", i % 97, i),
+        "folders10" => format!("data/{}/{:08}.jpg", i % 10, i),
+        // A hash-like name per object, no folder.
+        "flat" => format!(
+            "data/{:016x}.jpg",
+            (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ),
+        other => {
+            anyhow::bail!("--layouts: unknown layout {other:?} (coco, folders97, folders10, flat)")
+        }
+    };
+    Ok(name)
+}
+
+/// The bucket holding `n` objects in `layout`.
+fn bucket(layout: &str, n: usize) -> String {
+    format!("list-{layout}-{n}")
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
@@ -136,18 +167,19 @@ async fn run(args: &Args, emulator: &Emulator) -> Result<()> {
         "par x",
         "raced x"
     );
-    for &n in &args.objects {
-        let url = format!("gs://list-{n}/coco/");
-        let sequential = ListOptions::default().with_parallelism(1);
-        let parallel = ListOptions::default()
-            .with_parallelism(args.parallelism)
-            .with_race_sequential(false);
-        let raced = ListOptions::default().with_parallelism(args.parallelism);
-        let seq = measure(emulator, &url, &sequential, args.repeat, n).await?;
-        let par = measure(emulator, &url, &parallel, args.repeat, n).await?;
-        let race = measure(emulator, &url, &raced, args.repeat, n).await?;
-        let cpu_per_req = seq.emulator_cpu.as_secs_f64() * 1e3 / seq.requests.max(1) as f64;
-        println!(
+    for layout in &args.layouts {
+        for &n in &args.objects {
+            let url = format!("gs://{}/data/", bucket(layout, n));
+            let sequential = ListOptions::default().with_parallelism(1);
+            let parallel = ListOptions::default()
+                .with_parallelism(args.parallelism)
+                .with_race_sequential(false);
+            let raced = ListOptions::default().with_parallelism(args.parallelism);
+            let seq = measure(emulator, &url, &sequential, args.repeat, n).await?;
+            let par = measure(emulator, &url, &parallel, args.repeat, n).await?;
+            let race = measure(emulator, &url, &raced, args.repeat, n).await?;
+            let cpu_per_req = seq.emulator_cpu.as_secs_f64() * 1e3 / seq.requests.max(1) as f64;
+            println!(
             "{:>7} {:>9.3} s {:>9.3} s {:>9.3} s {:>7} {:>7} {:>7} {:>6.1} ms {:>9} {:>7.2}x {:>7.2}x",
             n,
             seq.median.as_secs_f64(),
@@ -161,12 +193,14 @@ async fn run(args: &Args, emulator: &Emulator) -> Result<()> {
             seq.median.as_secs_f64() / par.median.as_secs_f64(),
             seq.median.as_secs_f64() / race.median.as_secs_f64(),
         );
-        println!(
+            println!(
             "        emulator CPU per listing: sequential {:.2} s, parallel {:.2} s, raced {:.2} s",
             seq.emulator_cpu.as_secs_f64(),
             par.emulator_cpu.as_secs_f64(),
             race.emulator_cpu.as_secs_f64()
         );
+            println!("        layout {layout}");
+        }
     }
     Ok(())
 }

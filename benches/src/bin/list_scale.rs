@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release -p dataflux-benches --bin list_server --bin list_scale && target/release/list_scale --objects 1000000 --names seq,hex,tree,coco --latency-ms 100
 //! cargo build --release -p dataflux-benches --bin list_server --bin list_scale && target/release/list_scale --objects 10000000 --names seq,hex,tree,coco --latency-ms 100 --sequential false
+//! target/release/list_scale --objects 1000000 --names folders,hashed --latency-ms 100 [--ignore-delimiter]
 //! ```
 //!
 //! For each (objects, scheme) the bench starts `list_server` (found next to this executable;
@@ -130,6 +131,9 @@ struct Args {
     /// Parallel listings per dataset (each reported).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// The server ignores `delimiter` (a store without folders: no folder hints).
+    #[arg(long)]
+    ignore_delimiter: bool,
     /// The `list_server` binary (default: next to this one).
     #[arg(long)]
     server: Option<PathBuf>,
@@ -154,10 +158,12 @@ impl ServerProcess {
         seed: u64,
         latency_ms: u64,
         log: bool,
+        ignore_delimiter: bool,
     ) -> Result<Self> {
         let mut child = Command::new(bin)
             .args(["--objects", &n.to_string(), "--names", scheme.name()])
             .args(log.then_some("--log"))
+            .args(ignore_delimiter.then_some("--ignore-delimiter"))
             .args(["--seed", &seed.to_string(), "--latency-ms"])
             .arg(latency_ms.to_string())
             .args(["--port", "0", "--bucket", BUCKET])
@@ -493,8 +499,15 @@ async fn run(args: &Args, bin: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for &n in &args.objects {
         for &scheme in &args.names {
-            let server =
-                ServerProcess::spawn(bin, n, scheme, args.seed, args.latency_ms, args.server_log)?;
+            let server = ServerProcess::spawn(
+                bin,
+                n,
+                scheme,
+                args.seed,
+                args.latency_ms,
+                args.server_log,
+                args.ignore_delimiter,
+            )?;
             use_endpoint(&format!("http://{}", server.addr));
             let digest =
                 server_json(server.addr, "GET", &format!("/_digest?prefix={PREFIX}")).await?;

@@ -73,6 +73,10 @@ struct Args {
     /// Print every request line (to stderr, cut at 300 bytes).
     #[arg(long)]
     log: bool,
+    /// Answer list requests as a store without folders does: `delimiter` is ignored (items
+    /// only, no prefixes).
+    #[arg(long)]
+    ignore_delimiter: bool,
 }
 
 /// Longest request head accepted.
@@ -87,6 +91,8 @@ struct Server {
     bucket: String,
     latency: Duration,
     log: bool,
+    /// `delimiter` is ignored (a store without folders).
+    ignore_delimiter: bool,
     /// When the server started: log lines carry the milliseconds since.
     started: Instant,
     list_requests: AtomicU64,
@@ -172,6 +178,7 @@ fn main() -> Result<()> {
         bucket: args.bucket.clone(),
         latency: Duration::from_millis(args.latency_ms),
         log: args.log,
+        ignore_delimiter: args.ignore_delimiter,
         started: Instant::now(),
         list_requests: AtomicU64::new(0),
         requests: AtomicU64::new(0),
@@ -554,7 +561,7 @@ impl Server {
                 _ => {} // fields, projection, versions, …: ignored
             }
         }
-        if !delimiter.is_empty() {
+        if !delimiter.is_empty() && !self.ignore_delimiter {
             return self.list_delimited(prefix, delimiter, lo, hi, max, fields);
         }
         let stop = if lo < hi { (lo + max).min(hi) } else { lo };
@@ -839,6 +846,7 @@ mod tests {
             bucket: "b".into(),
             latency: Duration::ZERO,
             log: false,
+            ignore_delimiter: false,
             started: Instant::now(),
             list_requests: AtomicU64::new(0),
             requests: AtomicU64::new(0),
