@@ -7,7 +7,10 @@
 //! the most pages left first, at lexicographic points ([`crate::split`]). Where names lie in
 //! folders below the prefix, the folders are asked for once (one delimiter listing, then one
 //! per large folder that holds folders) and pieces are cut at folder boundaries, since a
-//! page's numbering says nothing past its own folder. Each worker asks the
+//! page's numbering says nothing past its own folder — only where a piece holds several
+//! pages by the density measured so far (the pages listed before the folders were known
+//! included), so that small folders are listed together in one ranged piece instead of a
+//! partial page each. Each worker asks the
 //! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
 //! client-side). Meanwhile a plain sequential listing runs too, until the parallel one first
 //! splits work, and whichever finishes first is returned, so a small prefix costs no more
