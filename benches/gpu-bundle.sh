@@ -4,7 +4,7 @@
 # link stubs: see inference/cuda-env.sh), stripped, with libcudart and the script, in
 # target/gpu-bundle/ (about 80 MB; target/gpu-bundle.tar.gz, about 25 MB):
 #
-#   target/gpu-bundle/gpu-check.sh
+#   target/gpu-bundle/gpu-check.sh, gpu_baselines.py (the same-run PyTorch baselines)
 #   target/gpu-bundle/bin/{batch-inference,gpu_check}
 #   target/gpu-bundle/lib/libcudart.so.13
 #
@@ -31,7 +31,7 @@ for exe in batch-inference gpu_check; do
   strip -o "$bundle/bin/$exe" "$CARGO_TARGET_DIR/release/$exe"
 done
 cp -L "$CUDA_HOME/lib/libcudart.so.13" "$bundle/lib/"
-cp benches/gpu-check.sh "$bundle/"
+cp benches/gpu-check.sh benches/python/gpu_baselines.py "$bundle/"
 # One archive for the copy (the device tool carries at most 64 MiB; this is about 25 MB).
 tar -C "$(dirname "$bundle")" -czf "$bundle.tar.gz" "$(basename "$bundle")"
 du -sh "$bundle"/bin/* "$bundle"/lib/* "$bundle.tar.gz"

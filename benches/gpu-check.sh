@@ -19,6 +19,12 @@
 #     while the job runs, and the job's own model-busy time over its wall time);
 #  6. agreement with the CPU f32 path: top-1 equality where the CPU's top-1 logit leads by at
 #     least 1e-2, and the largest logit difference.
+# Steps 4 and 5 each have a same-run baseline on the machine's own PyTorch (python3 with torch,
+# transformers and torchvision; GPU_CHECK_PYTHON picks another; without one the baselines are
+# skipped, saying so): Hugging Face's ViT-B/16 in the same dtype at the same batch sizes, and
+# the GKE tutorial's DataLoader job over the same JPEGs (benches/python/gpu_baselines.py). The
+# CUDA libraries of that Python environment (nvidia/*/lib under its site-packages: cuBLAS,
+# cuRAND, NVRTC from NVIDIA's wheels) are found and put on LD_LIBRARY_PATH after the bundle's.
 #
 # Usage: gpu-check.sh [BIN_DIR]   BIN_DIR holds batch-inference and gpu_check built with
 #   --features cuda (default: bin/ next to this script, then target/gpu-bundle/bin).
@@ -63,8 +69,33 @@ shape=${GPU_CHECK_SHAPE:-base}
 device=${GPU_CHECK_DEVICE:-cuda}
 dtype=${GPU_CHECK_DTYPE:-bf16}
 
-# The bundle's libcudart (from NVIDIA's wheel) first; the machine's driver and libraries after.
-gpu_libs="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The Python environment of the baselines, and the CUDA libraries its NVIDIA wheels carry.
+py=${GPU_CHECK_PYTHON:-$(command -v python3 || true)}
+baselines=""
+for candidate in "$here/gpu_baselines.py" "$here/python/gpu_baselines.py"; do
+  [[ -f $candidate ]] && { baselines=$candidate; break; }
+done
+py_ok=""
+if [[ -n $py && -n $baselines ]] && "$py" -c 'import torch, transformers, torchvision' 2>/dev/null; then
+  py_ok=yes
+fi
+wheel_libs=""
+if [[ -n $py ]]; then
+  wheel_libs=$("$py" - <<'PY' 2>/dev/null || true
+import glob, os, site, sys
+roots = list(site.getsitepackages()) + [site.getusersitepackages()]
+dirs = []
+for root in roots:
+    for d in sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib"))):
+        if os.path.isdir(d) and d not in dirs:
+            dirs.append(d)
+print(":".join(dirs))
+PY
+)
+fi
+# The bundle's libcudart (from NVIDIA's wheel) first; the Python environment's CUDA libraries
+# next; the machine's driver and libraries after.
+gpu_libs="$here/lib${wheel_libs:+:$wheel_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cpu_libs="${GPU_CHECK_LIBS:+$GPU_CHECK_LIBS:}$gpu_libs"
 cpu() { LD_LIBRARY_PATH=$cpu_libs "$@"; }
 gpu() { LD_LIBRARY_PATH=$gpu_libs timeout "${STEP_TIMEOUT:-120}" "$@"; }
@@ -102,6 +133,13 @@ echo "{\"card\": \"$card\", \"device\": \"$device\"}" | record
 
 say "4. model throughput, $dtype"
 gpu "$bin/gpu_check" throughput --device "$device" --dtype "$dtype" --shape "$shape" --batch 64 --batch 256 | record
+if [[ -n $py_ok ]]; then
+  say "4b. baseline: transformers ViT in $dtype, same batch sizes ($py)"
+  gpu "$py" "$baselines" throughput --model "$work/model" --device "$device" --dtype "$dtype" \
+    --batch 64 --batch 256 | record || echo '{"baseline": "transformers_vit", "error": "failed"}' | record
+else
+  echo '{"baseline": null, "reason": "no python3 with torch, transformers and torchvision (GPU_CHECK_PYTHON)"}' | record
+fi
 
 say "5. end-to-end job over $images local images"
 nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 100 > "$work/util.csv" &
@@ -124,8 +162,36 @@ busy=$(awk -v i="$infer" -v w="$wall" 'BEGIN { if (w > 0) printf "%.3f", i / w; 
 echo "{\"e2e_images\": $images, \"rows\": $rows, \"images_per_s\": $rate, \"wall_s\": $wall, \"model_busy_s\": $infer, \"model_busy_fraction\": $busy, \"gpu_utilization_mean\": $util, \"utilization_samples\": $samples, \"batch_size\": \"${GPU_CHECK_BATCH:-default}\"}" | record
 [[ $rows -eq $images ]] || { echo "the job wrote $rows rows for $images images" >&2; exit 1; }
 
+if [[ -n $py_ok ]]; then
+  say "5b. baseline: the tutorial's DataLoader job over the same $images images"
+  gpu "$py" "$baselines" job --model "$work/model" --input "$work/images" --output "$work/baseline.csv" \
+    --device "$device" --dtype "$dtype" ${GPU_CHECK_BATCH:+--batch "$GPU_CHECK_BATCH"} | record \
+    || echo '{"baseline": "tutorial_dataloader_job", "error": "failed"}' | record
+fi
+
 say "6. agreement with the CPU f32 path"
 gpu "$bin/gpu_check" agree --model "$work/model" --images "$work/images" \
   --reference "$out/reference.safetensors" --device "$device" | record
+
+# Ours against the baselines measured above, side by side.
+if [[ -n $py_ok ]]; then
+  "$py" - "$jsonl" <<'PY' || true
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+ours = {}
+for l in lines:
+    if "forward_images_per_s" in l and "batch" in l:
+        ours[l["batch"]] = round(l["forward_images_per_s"], 1)
+    if "e2e_images" in l:
+        ours["job"] = l.get("images_per_s")
+for l in lines:
+    if l.get("baseline") == "transformers_vit":
+        mine = ours.get(l["batch"])
+        if mine:
+            print(f"ViT at batch {l['batch']}: ours {mine} img/s, transformers {l['images_per_s']} img/s: {mine / l['images_per_s']:.2f}x")
+    if l.get("baseline") == "tutorial_dataloader_job" and ours.get("job"):
+        print(f"job over the images: ours {ours['job']} img/s, tutorial DataLoader job {l['images_per_s']} img/s: {ours['job'] / l['images_per_s']:.2f}x")
+PY
+fi
 
 say "done; results in $jsonl"

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 source inference/cuda-env.sh
 cuda_env_setup
 
-time cargo build -p dataflux-inference --features cuda --locked
+# The link stubs first (from every function cudarc declares; no build needed), then one cargo
+# invocation builds the CUDA library and links both binaries against them.
 cuda_link_stubs debug
 time cargo build --features cuda --locked -p dataflux-examples --bin batch-inference -p dataflux-benches --bin gpu_check
 

@@ -53,12 +53,24 @@ cuda_link_stubs() {
   local profile=$1
   CUDA_STUBS="$CARGO_TARGET_DIR/cuda-link-stubs"
   mkdir -p "$CUDA_STUBS"
-  # The functions referenced: those nm finds in the rlibs (a release build with LTO keeps
-  # bitcode there, which this nm cannot read), and every function cudarc declares for the
-  # libraries (a superset: a stub exporting more than is referenced changes nothing).
+  # The functions referenced: those nm finds in the rlibs when they are built already (a
+  # release build with LTO keeps bitcode there, which this nm cannot read), and every function
+  # cudarc declares for the libraries (a superset, enough before any build: a stub exporting
+  # more than is referenced changes nothing). cudarc's source must be in the registry (cargo
+  # fetch, or any earlier build of the workspace).
   local cudarc_version cudarc_src
   cudarc_version=$(awk '/^name = "cudarc"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)
-  cudarc_src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$cudarc_version" | head -n 1)
+  cudarc_src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$cudarc_version" 2>/dev/null | head -n 1)
+  if [[ ! -d $cudarc_src/src ]]; then
+    # Not unpacked yet: fetch the crate and read it from the archive.
+    cargo fetch --locked >/dev/null
+    local archive
+    archive=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"cudarc-$cudarc_version.crate" 2>/dev/null | head -n 1)
+    if [[ -f $archive ]]; then
+      tar xzf "$archive" -C "$CUDA_STUBS"
+      cudarc_src="$CUDA_STUBS/cudarc-$cudarc_version"
+    fi
+  fi
   [[ -d $cudarc_src/src ]] || { echo "cudarc $cudarc_version's source is not in the cargo registry" >&2; return 1; }
   {
     nm -u --format=just-symbols "$CARGO_TARGET_DIR/$profile"/deps/lib{cudarc,candle_core,candle_nn,candle_kernels,dataflux_inference}-*.rlib 2>/dev/null || true

@@ -21,14 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dataflux::{PutMode, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub(crate) use crate::commit_format::Commit;
 use crate::error::{Error, Result};
-use crate::layout::{shard_chunks, Layout};
+use crate::layout::Layout;
 use crate::progress::JobTally;
 use crate::store_ops::{self, with_deadline};
 
@@ -71,6 +72,13 @@ pub(crate) enum Pick {
 struct ClaimBody<'a> {
     holder: &'a str,
     rank: usize,
+}
+
+/// Who a claim object says holds the chunk: `(holder, rank)`, `None` for an emptied (given
+/// back) or unreadable claim.
+pub(crate) fn read_claim(body: &[u8]) -> Option<(String, usize)> {
+    let b: ClaimBody<'_> = serde_json::from_slice(body).ok()?;
+    Some((b.holder.to_string(), b.rank))
 }
 
 /// One process's side of the protocol.
@@ -278,23 +286,9 @@ impl Claims {
                 Some(_) => None,
             }
         };
-        for c in shard_chunks(self.rank, self.world, self.chunks) {
-            if let Some(attempt) = claimable(c) {
-                return Some(Pick::Claim { chunk: c, attempt });
-            }
-        }
-        let mut best: Option<(usize, usize, u32)> = None; // (count, chunk, attempt)
-        for r in (0..self.world).filter(|&r| r != self.rank) {
-            let open: Vec<(usize, u32)> = shard_chunks(r, self.world, self.chunks)
-                .filter_map(|c| claimable(c).map(|a| (c, a)))
-                .collect();
-            if let Some(&(c, a)) = open.last() {
-                if best.is_none_or(|(n, _, _)| open.len() > n) {
-                    best = Some((open.len(), c, a));
-                }
-            }
-        }
-        if let Some((_, chunk, attempt)) = best {
+        if let Some((chunk, attempt)) =
+            crate::pick::next_claim(self.rank, self.world, self.chunks, claimable)
+        {
             return Some(Pick::Claim { chunk, attempt });
         }
         // Chunks held elsewhere (any range: another world size may hold them).
@@ -312,13 +306,8 @@ impl Claims {
             return None;
         }
         let patience = Duration::from_secs_f64((2.0 * mean).max(0.05));
-        let mut candidates: Vec<(Instant, usize)> = seen_held
-            .iter()
-            .filter(|(c, since)| !backed_up.contains(c) && since.elapsed() > patience)
-            .map(|(&c, &since)| (since, c))
-            .collect();
-        candidates.sort();
-        let (_, chunk) = *candidates.get(self.rank % candidates.len().max(1))?;
+        let chunk =
+            crate::pick::next_backup(&seen_held, backed_up, patience, self.rank, Instant::now())?;
         Some(Pick::Backup { chunk })
     }
 
@@ -493,96 +482,5 @@ impl Claims {
             location: self.store.object_url(&name),
             reason,
         })
-    }
-}
-
-/// A chunk's committed rows.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Commit {
-    /// Rows written.
-    pub ok: u64,
-    /// Error rows written.
-    pub failed: u64,
-    /// Result rows, encoded, no header.
-    pub results: Bytes,
-    /// Error rows, encoded, no header.
-    pub errors: Bytes,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CommitHeader {
-    format: String,
-    ok: u64,
-    failed: u64,
-    results: usize,
-    errors: usize,
-}
-
-const COMMIT_FORMAT: &str = "dataflux-commit-1";
-
-impl Commit {
-    /// One object: a JSON header line, then the result rows, then the error rows.
-    pub fn encode(&self) -> Bytes {
-        let header = CommitHeader {
-            format: COMMIT_FORMAT.into(),
-            ok: self.ok,
-            failed: self.failed,
-            results: self.results.len(),
-            errors: self.errors.len(),
-        };
-        let head = serde_json::to_vec(&header).unwrap_or_default();
-        let mut buf =
-            BytesMut::with_capacity(head.len() + 1 + self.results.len() + self.errors.len());
-        buf.put_slice(&head);
-        buf.put_u8(b'\n');
-        buf.put_slice(&self.results);
-        buf.put_slice(&self.errors);
-        buf.freeze()
-    }
-
-    fn decode(bytes: Bytes) -> std::result::Result<Self, String> {
-        let nl = bytes
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("no header line")?;
-        let header: CommitHeader =
-            serde_json::from_slice(&bytes[..nl]).map_err(|e| e.to_string())?;
-        if header.format != COMMIT_FORMAT {
-            return Err(format!("format {:?}", header.format));
-        }
-        let body = bytes.slice(nl + 1..);
-        if body.len() != header.results + header.errors {
-            return Err(format!(
-                "{} bytes of rows, the header says {}",
-                body.len(),
-                header.results + header.errors
-            ));
-        }
-        Ok(Commit {
-            ok: header.ok,
-            failed: header.failed,
-            results: body.slice(..header.results),
-            errors: body.slice(header.results..),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commits_round_trip_and_refuse_short_bodies() {
-        let c = Commit {
-            ok: 2,
-            failed: 1,
-            results: Bytes::from_static(b"a,1\r\nb,2\r\n"),
-            errors: Bytes::from_static(b"x,decode,bad\r\n"),
-        };
-        let bytes = c.encode();
-        assert_eq!(Commit::decode(bytes.clone()).unwrap(), c);
-        let short = bytes.slice(..bytes.len() - 1);
-        assert!(Commit::decode(short).unwrap_err().contains("bytes of rows"));
-        assert!(Commit::decode(Bytes::from_static(b"no header")).is_err());
     }
 }

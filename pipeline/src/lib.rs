@@ -76,6 +76,7 @@ pub mod carrier;
 pub mod checkpoint;
 mod claims;
 mod classify;
+mod commit_format;
 pub mod cpu_pool;
 pub mod dry_run;
 mod embed;
@@ -89,6 +90,7 @@ pub mod model_cache;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod output;
+mod pick;
 pub mod plan;
 pub mod progress;
 pub mod spec;

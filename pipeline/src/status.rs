@@ -259,15 +259,15 @@ pub async fn read(
             .await
             .ok()
             .flatten();
-            let body: Option<ClaimBody> = body.and_then(|b| serde_json::from_slice(&b).ok());
+            let body = body.and_then(|b| crate::claims::read_claim(&b));
             let live = o.updated.is_none_or(|t| t + lease >= now);
             Some((
                 live,
                 ClaimView {
                     chunk,
                     attempt,
-                    rank: body.as_ref().map(|b| b.rank),
-                    holder: body.map(|b| b.holder),
+                    rank: body.as_ref().map(|b| b.1),
+                    holder: body.map(|b| b.0),
                     lease_age_secs: o
                         .updated
                         .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
@@ -301,24 +301,12 @@ pub async fn read(
     Ok(status)
 }
 
-/// What a claim object says (see `claims.rs`).
-#[derive(Deserialize)]
-struct ClaimBody {
-    holder: String,
-    rank: usize,
-}
-
 /// A commit's row and error-row counts, from its header line.
 async fn read_commit_counts(
     store: &Arc<dyn Store>,
     object: &dataflux::ObjectMeta,
     deadline: Duration,
 ) -> Result<(u64, u64)> {
-    #[derive(Deserialize)]
-    struct Header {
-        ok: u64,
-        failed: u64,
-    }
     let head = with_deadline(deadline, "reading a commit", || async {
         match store.get(&object.name, Some(0..object.size.min(512))).await {
             Ok(b) => Ok(Some(b)),
@@ -329,10 +317,8 @@ async fn read_commit_counts(
     })
     .await?;
     let Some(head) = head else { return Ok((0, 0)) };
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let header: Header = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+    crate::commit_format::read_counts(&head).map_err(|e| Error::Corrupt {
         location: store.object_url(&object.name),
         reason: format!("commit header: {e}"),
-    })?;
-    Ok((header.ok, header.failed))
+    })
 }
