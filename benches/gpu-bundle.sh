@@ -20,7 +20,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/cuda}
 # shellcheck source=inference/cuda-env.sh
 source inference/cuda-env.sh
 cuda_env_setup
-cargo build --release -p dataflux-inference --features cuda --locked
+# The link stubs first (from cudarc's declarations), then one cargo invocation.
 cuda_link_stubs release
 cargo build --release --features cuda --locked -p dataflux-examples --bin batch-inference \
   -p dataflux-benches --bin gpu_check
