@@ -200,7 +200,16 @@ fn rank_line(s: &ProgressSnapshot) -> String {
 
 /// `3h 2m`, `4m 10s`, `12s`.
 fn duration(d: Duration) -> String {
-    let secs = d.as_secs();
+    human_secs(d.as_secs_f64())
+}
+
+/// Seconds as a person says them: `3h 2m`, `4m 10s`, `12s` (rounded; negative is `0s`).
+///
+/// ```
+/// assert_eq!(dataflux_examples::progress::human_secs(250.4), "4m 10s");
+/// ```
+pub fn human_secs(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
     match secs {
         s if s >= 3600 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
         s if s >= 60 => format!("{}m {}s", s / 60, s % 60),

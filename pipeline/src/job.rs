@@ -42,6 +42,60 @@ pub struct Stores {
 #[derive(Debug)]
 pub struct Job;
 
+/// The job's tasks, as the supervisor knows them: the six stages of the diagram, the lease
+/// renewer, and the progress view's look at the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Claim,
+    Fetch,
+    Decode,
+    Batch,
+    Infer,
+    Commit,
+    Renew,
+    Progress,
+}
+
+impl Stage {
+    /// The name errors give the stage.
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Claim => "claim",
+            Stage::Fetch => "fetch",
+            Stage::Decode => "decode",
+            Stage::Batch => "batch",
+            Stage::Infer => "infer",
+            Stage::Commit => "commit",
+            Stage::Renew => "renew",
+            Stage::Progress => "progress",
+        }
+    }
+}
+
+/// Every spawned task of a job, each known by its stage; all are joined before the job ends.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<Result<StageOut>>,
+    stages: HashMap<tokio::task::Id, Stage>,
+}
+
+impl Tasks {
+    /// Spawns `stage`'s task.
+    fn spawn(
+        &mut self,
+        stage: Stage,
+        task: impl std::future::Future<Output = Result<StageOut>> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.stages.insert(id, stage);
+    }
+
+    /// Which stage task `id` runs.
+    fn stage(&self, id: tokio::task::Id) -> Option<Stage> {
+        self.stages.get(&id).copied()
+    }
+}
+
 enum StageOut {
     Done,
     Busy(Duration),
@@ -214,8 +268,7 @@ impl Job {
         let (batch_tx, batch_rx) = mpsc::channel(2);
         let (row_tx, row_rx) = mpsc::channel(2);
         let renew_stop = CancellationToken::new();
-        let mut set: JoinSet<Result<StageOut>> = JoinSet::new();
-        let mut names: HashMap<tokio::task::Id, &'static str> = HashMap::new();
+        let mut tasks = Tasks::default();
         let claim_config = claim::ClaimConfig {
             output: output.clone(),
             layout: layout.clone(),
@@ -229,55 +282,40 @@ impl Job {
         {
             let c = claims.clone();
             let stop = cancel.clone();
-            let id = set
-                .spawn(async move {
-                    claim::run(claim_config, c, stop, chunk_tx)
-                        .await
-                        .map(|_| StageOut::Done)
-                })
-                .id();
-            names.insert(id, "claim");
+            tasks.spawn(Stage::Claim, async move {
+                claim::run(claim_config, c, stop, chunk_tx)
+                    .await
+                    .map(|_| StageOut::Done)
+            });
             let (f, c, stop, cfg) = (
                 fetcher.clone(),
                 claims.clone(),
                 cancel.clone(),
                 dataset_config,
             );
-            let id = set
-                .spawn(async move {
-                    fetch::run(f, cfg, c, stop, chunk_rx, bytes_tx)
-                        .await
-                        .map(|_| StageOut::Done)
-                })
-                .id();
-            names.insert(id, "fetch");
+            tasks.spawn(Stage::Fetch, async move {
+                fetch::run(f, cfg, c, stop, chunk_rx, bytes_tx)
+                    .await
+                    .map(|_| StageOut::Done)
+            });
             let (m, p) = (model.clone(), pool.clone());
-            let id = set
-                .spawn(async move {
-                    decode::run(m, p, queue, bytes_rx, input_tx)
-                        .await
-                        .map(|_| StageOut::Done)
-                })
-                .id();
-            names.insert(id, "decode");
+            tasks.spawn(Stage::Decode, async move {
+                decode::run(m, p, queue, bytes_rx, input_tx)
+                    .await
+                    .map(|_| StageOut::Done)
+            });
             let size = spec.batch_size;
-            let id = set
-                .spawn(async move {
-                    batch::run(size, BATCH_LINGER, input_rx, batch_tx)
-                        .await
-                        .map(|_| StageOut::Done)
-                })
-                .id();
-            names.insert(id, "batch");
+            tasks.spawn(Stage::Batch, async move {
+                batch::run(size, BATCH_LINGER, input_rx, batch_tx)
+                    .await
+                    .map(|_| StageOut::Done)
+            });
             let (m, delay) = (model.clone(), spec.batch_delay);
-            let id = set
-                .spawn(async move {
-                    infer::run(m, delay, batch_rx, row_tx)
-                        .await
-                        .map(StageOut::Busy)
-                })
-                .id();
-            names.insert(id, "infer");
+            tasks.spawn(Stage::Infer, async move {
+                infer::run(m, delay, batch_rx, row_tx)
+                    .await
+                    .map(StageOut::Busy)
+            });
             let cfg = CommitConfig {
                 format: spec.format,
                 columns: model.columns(),
@@ -285,24 +323,20 @@ impl Job {
                 progress: progress.clone(),
             };
             let c = claims.clone();
-            let id = set
-                .spawn(async move { commit::run(cfg, c, row_rx).await.map(StageOut::Counts) })
-                .id();
-            names.insert(id, "commit");
+            tasks.spawn(Stage::Commit, async move {
+                commit::run(cfg, c, row_rx).await.map(StageOut::Counts)
+            });
             let (c, stop, every) = (claims.clone(), renew_stop.clone(), spec.lease / 3);
-            let id = set
-                .spawn(async move {
-                    // The store's clock first (takeovers wait for it), then renewals.
-                    c.tick_clock().await?;
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => return Ok(StageOut::Done),
-                            _ = tokio::time::sleep(every) => c.renew().await,
-                        }
+            tasks.spawn(Stage::Renew, async move {
+                // The store's clock first (takeovers wait for it), then renewals.
+                c.tick_clock().await?;
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(StageOut::Done),
+                        _ = tokio::time::sleep(every) => c.renew().await,
                     }
-                })
-                .id();
-            names.insert(id, "renew");
+                }
+            });
             if let Some(every) = progress.refresh() {
                 let (c, stop, p, index) = (
                     claims.clone(),
@@ -310,8 +344,7 @@ impl Job {
                     progress.clone(),
                     index.clone(),
                 );
-                let id = set
-                    .spawn(async move {
+                tasks.spawn(Stage::Progress, async move {
                         // The whole run's view for the display; a failed look is only skipped.
                         loop {
                             tokio::select! {
@@ -327,9 +360,7 @@ impl Job {
                                 }
                             }
                         }
-                    })
-                    .id();
-                names.insert(id, "progress");
+                    });
             }
         }
 
@@ -346,7 +377,7 @@ impl Job {
                 }
             };
             tokio::select! {
-                joined = set.join_next_with_id() => match joined {
+                joined = tasks.set.join_next_with_id() => match joined {
                     None => break,
                     Some(Ok((id, Ok(out)))) => {
                         match out {
@@ -354,7 +385,7 @@ impl Job {
                             StageOut::Counts(c) => counts = c,
                             StageOut::Done => {}
                         }
-                        if names.get(&id) == Some(&"commit") {
+                        if tasks.stage(id) == Some(Stage::Commit) {
                             renew_stop.cancel();
                         }
                     }
@@ -363,7 +394,7 @@ impl Job {
                         break;
                     }
                     Some(Err(join)) => {
-                        let stage = names.get(&join.id()).copied().unwrap_or("a stage");
+                        let stage = tasks.stage(join.id()).map_or("a stage", Stage::name);
                         failure = Some(if join.is_panic() {
                             Error::StagePanicked { stage, message: panic_message(&*join.into_panic()) }
                         } else {
@@ -384,9 +415,9 @@ impl Job {
             }
         }
         if failure.is_some() || timed_out {
-            set.abort_all();
+            tasks.set.abort_all();
             // Every task is joined; a real error is preferred to its knock-on effects.
-            while let Some(joined) = set.join_next().await {
+            while let Some(joined) = tasks.set.join_next().await {
                 if let Ok(Err(e)) = joined {
                     if matches!(failure, None | Some(Error::Disconnected(_))) {
                         failure = Some(e);

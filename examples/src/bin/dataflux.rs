@@ -24,6 +24,7 @@ use dataflux::{
     DEFAULT_TEMP_PREFIX,
 };
 use dataflux_examples::logging::LogFormat;
+use dataflux_examples::progress::human_secs;
 use dataflux_pipeline::{status, JobSpec};
 use futures::StreamExt;
 
@@ -394,7 +395,9 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let location = Location::parse(&args.output)?;
-    let store = match location.open().await {
+    // The deadline is the store's retry policy (the one retry layer).
+    let retry = dataflux::RetryPolicy::default().with_deadline(deadline);
+    let store = match location.open_with_retry(retry).await {
         Ok(store) => store,
         Err(e) if e.is_not_found() => bail!("no batch-inference run at {}: {e}", args.output),
         Err(e) => return Err(e.into()),
@@ -497,16 +500,6 @@ fn print_status(out: &mut impl Write, output: &str, s: &status::RunStatus) -> st
         }
     }
     Ok(())
-}
-
-/// `12s`, `4m 10s`, `3h 2m`.
-fn human_secs(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        s if s >= 3600 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }
 
 #[cfg(test)]
