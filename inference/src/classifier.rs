@@ -7,11 +7,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{PreprocessorConfig, ViTConfig};
+use crate::cpu_pool::DecodePool;
 use crate::device::DeviceSpec;
 use crate::error::{Error, PreprocessError, Result};
-use crate::preprocess::{
-    batch_tensor, CroppedImage, DecodePool, PreparedImage, PreprocessMode, Preprocessor,
-};
+use crate::preprocess::{batch_tensor, CroppedImage, PreparedImage, PreprocessMode, Preprocessor};
 use crate::source::{open_weights, LoadOptions, ModelFiles, ModelSource};
 use crate::staging::PixelStager;
 use crate::vit::ViTForImageClassification;

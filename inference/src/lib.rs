@@ -37,6 +37,7 @@ pub mod classifier;
 pub mod clip;
 pub mod config;
 mod cpu_kernels;
+pub mod cpu_pool;
 pub mod decode;
 pub mod device;
 pub mod embedder;
@@ -55,13 +56,12 @@ pub mod vit;
 
 pub use classifier::{Classifier, ImageResult, Prediction};
 pub use config::{ClipConfig, ClipVisionConfig, PreprocessorConfig, Resample, Resize, ViTConfig};
+pub use cpu_pool::{CpuPool, DecodePool};
 pub use device::DeviceSpec;
 pub use embedder::Embedder;
 pub use error::{Error, PreprocessError, Result};
 pub use pooling::Pooling;
-pub use preprocess::{
-    CroppedImage, DecodeLimits, DecodePool, PreparedImage, PreprocessMode, Preprocessor,
-};
+pub use preprocess::{CroppedImage, DecodeLimits, PreparedImage, PreprocessMode, Preprocessor};
 pub use source::{LoadOptions, ModelFiles, ModelSource};
 pub use staging::PixelStager;
 pub use transformer::Act;

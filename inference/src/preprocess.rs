@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use fast_image_resize as fir;
 use image::RgbImage;
-use rayon::prelude::*;
 
 use crate::config::{PreprocessorConfig, Resample};
 use crate::decode::decode_rgb8_as;
@@ -505,81 +504,6 @@ fn box_reduce(src: &[u8], w: u32, h: u32, factor: u32) -> (Vec<u8>, u32, u32) {
         }
     }
     (out, ow as u32, oh as u32)
-}
-
-/// Runs one image's preprocessing; a panic (a decoder bug on a hostile file) becomes that
-/// image's error.
-fn guarded(
-    f: impl FnOnce() -> Result<PreparedImage, PreprocessError>,
-) -> Result<PreparedImage, PreprocessError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(PreprocessError::Decode {
-            reason: format!("the decoder panicked: {message}"),
-        })
-    })
-}
-
-/// A bounded pool of CPU threads for decoding and resizing, separate from any async runtime.
-#[derive(Debug)]
-pub struct DecodePool {
-    pool: rayon::ThreadPool,
-}
-
-impl DecodePool {
-    /// A pool of `threads` threads (at least one), named `decode-N`.
-    pub fn new(threads: usize) -> Result<Self> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("decode-{i}"))
-            .build()
-            .map_err(|e| Error::Worker {
-                reason: format!("cannot start decode pool: {e}"),
-            })?;
-        Ok(DecodePool { pool })
-    }
-
-    /// Number of threads in the pool.
-    pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
-    }
-
-    /// Preprocesses a batch in parallel on the pool, blocking the caller until done; one result
-    /// per input, in order. Call from a blocking context (a thread, `spawn_blocking`), not from
-    /// an async task.
-    pub fn preprocess_batch<B: AsRef<[u8]> + Sync>(
-        &self,
-        preprocessor: &Preprocessor,
-        images: &[B],
-    ) -> Vec<Result<PreparedImage, PreprocessError>> {
-        self.pool.install(|| {
-            images
-                .par_iter()
-                .map(|b| guarded(|| preprocessor.preprocess(b.as_ref())))
-                .collect()
-        })
-    }
-
-    /// Queues one image on the pool and returns at once; await the receiver from async code.
-    /// A decoder that panics gives that image a [`PreprocessError::Decode`], never an abort
-    /// (rayon's `spawn` aborts the process on a panic).
-    pub fn spawn<B: AsRef<[u8]> + Send + 'static>(
-        &self,
-        preprocessor: &Preprocessor,
-        bytes: B,
-    ) -> tokio::sync::oneshot::Receiver<Result<PreparedImage, PreprocessError>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let preprocessor = preprocessor.clone();
-        self.pool.spawn(move || {
-            // The receiver may have been dropped; nothing to do then.
-            let _ = tx.send(guarded(|| preprocessor.preprocess(bytes.as_ref())));
-        });
-        rx
-    }
 }
 
 /// Checks that every image of a batch holds `3 x size x size` values (`lens`, in order);

@@ -235,7 +235,12 @@ impl Job {
             spec.lease,
             spec.store_deadline,
         ));
-        let pool = Arc::new(CpuPool::new(spec.decode_threads)?);
+        let pool = Arc::new(
+            CpuPool::new(spec.decode_threads).map_err(|e| Error::Config {
+                setting: "--decode-threads",
+                reason: e.to_string(),
+            })?,
+        );
         let temp_prefix = ListOptions::default().temp_prefix;
         let fetcher = Arc::new(Fetcher::new(
             input.clone(),
