@@ -49,7 +49,9 @@ pub struct PageRequest<'a> {
     pub after: Option<&'a str>,
     /// Only names less than or equal to this.
     pub upto: Option<&'a str>,
-    /// At most this many objects (capped at 1,000, as GCS pages are).
+    /// At most this many objects (capped at 1,000, as GCS pages are). A store that is not
+    /// [`Capabilities::remote`] (memory, a local directory) may answer the whole range in one
+    /// page instead, with [`Page::more`] false: each of its calls walks the range whole anyway.
     pub max_results: usize,
     /// Continues the page that returned this [`Page::token`] (the other fields unchanged).
     pub token: Option<&'a str>,
