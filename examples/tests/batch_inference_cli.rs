@@ -25,6 +25,25 @@ fn job(out: &Path, extra: &[&str]) -> std::process::Output {
         .expect("run batch-inference")
 }
 
+/// The tiny ViT over the samples on the CPU into `out`, with `extra` flags, logging as the
+/// binary does by default (no RUST_LOG): what a user sees.
+fn job_as_logged(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+        .args([
+            "--model",
+            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
+        ])
+        .args(["--device", "cpu", "--output", out.to_str().unwrap()])
+        .args(extra)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("RUST_LOG")
+        .env_remove("DATAFLUX_RUN_ID")
+        .output()
+        .expect("run batch-inference")
+}
+
 #[test]
 fn the_sample_images_are_classified_once_and_a_rerun_does_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -389,25 +408,10 @@ fn a_checkpoint_from_a_bucket_url_is_fetched_into_the_cache_and_used() {
 #[test]
 fn quiet_leaves_warnings_errors_and_the_final_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
-        .args([
-            "--model",
-            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
-        ])
-        .args([
-            "--device",
-            "cpu",
-            "--log-format",
-            "text",
-            "--quiet",
-            "--output",
-        ])
-        .arg(&out)
-        .env_remove("RUST_LOG")
-        .env_remove("DATAFLUX_RUN_ID")
-        .output()
-        .expect("run batch-inference");
+    let run = job_as_logged(
+        &dir.path().join("out"),
+        &["--log-format", "text", "--quiet"],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains(" INFO "), "{stderr}");
@@ -417,26 +421,21 @@ fn quiet_leaves_warnings_errors_and_the_final_summary() {
 #[test]
 fn json_logs_carry_a_progress_line_every_progress_secs() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
-        .args([
-            "--model",
-            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
-        ])
-        .args(["--device", "cpu", "--log-format", "json"])
-        .args([
+    let run = job_as_logged(
+        &dir.path().join("out"),
+        &[
+            "--log-format",
+            "json",
             "--chunk-size",
             "2",
             "--batch-size",
             "1",
             "--batch-delay-ms",
             "400",
-        ])
-        .args(["--progress-secs", "0.5", "--output"])
-        .arg(dir.path().join("out"))
-        .env_remove("RUST_LOG")
-        .env_remove("DATAFLUX_RUN_ID")
-        .output()
-        .expect("run batch-inference");
+            "--progress-secs",
+            "0.5",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     let lines: Vec<serde_json::Value> = stderr
@@ -474,19 +473,20 @@ fn json_logs_carry_a_progress_line_every_progress_secs() {
 #[test]
 fn quiet_has_no_progress_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_batch-inference"))
-        .args([
-            "--model",
-            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
-        ])
-        .args(["--device", "cpu", "--log-format", "json", "--quiet"])
-        .args(["--batch-size", "1", "--batch-delay-ms", "200"])
-        .args(["--progress-secs", "0.2", "--output"])
-        .arg(dir.path().join("out"))
-        .env_remove("RUST_LOG")
-        .env_remove("DATAFLUX_RUN_ID")
-        .output()
-        .expect("run batch-inference");
+    let run = job_as_logged(
+        &dir.path().join("out"),
+        &[
+            "--log-format",
+            "json",
+            "--quiet",
+            "--batch-size",
+            "1",
+            "--batch-delay-ms",
+            "200",
+            "--progress-secs",
+            "0.2",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("progress: "), "{stderr}");
