@@ -8,8 +8,10 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn job(out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_batch-inference"))
+/// The tiny ViT over the samples on the CPU into `out`, with `extra` flags, one rank.
+fn tiny_job(out: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_batch-inference"));
+    command
         .args([
             "--model",
             root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
@@ -19,27 +21,22 @@ fn job(out: &Path, extra: &[&str]) -> std::process::Output {
         .env_remove("RANK")
         .env_remove("WORLD_SIZE")
         .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("DATAFLUX_RUN_ID")
+        .env_remove("DATAFLUX_RUN_ID");
+    command
+}
+
+/// [`tiny_job`], warnings only.
+fn job(out: &Path, extra: &[&str]) -> std::process::Output {
+    tiny_job(out, extra)
         .env("RUST_LOG", "warn")
         .output()
         .expect("run batch-inference")
 }
 
-/// The tiny ViT over the samples on the CPU into `out`, with `extra` flags, logging as the
-/// binary does by default (no RUST_LOG): what a user sees.
+/// [`tiny_job`], logging as the binary does by default (no RUST_LOG): what a user sees.
 fn job_as_logged(out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_batch-inference"))
-        .args([
-            "--model",
-            root().join("inference/fixtures/tiny-vit").to_str().unwrap(),
-        ])
-        .args(["--device", "cpu", "--output", out.to_str().unwrap()])
-        .args(extra)
-        .env_remove("RANK")
-        .env_remove("WORLD_SIZE")
-        .env_remove("JOB_COMPLETION_INDEX")
+    tiny_job(out, extra)
         .env_remove("RUST_LOG")
-        .env_remove("DATAFLUX_RUN_ID")
         .output()
         .expect("run batch-inference")
 }
