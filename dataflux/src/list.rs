@@ -435,14 +435,27 @@ impl Shared {
                 if let (Some(f), Some(_)) = (self.folders.to_explore(cursor), &piece.page) {
                     return Some(self.explore(f));
                 }
-                cut = self
-                    .steal_open(prefix, &alphabet)
-                    .map(|(victim, point)| Cut {
-                        victim,
-                        point,
-                        inherit: false,
-                        keep_page: false,
-                    });
+                // Past the last of several folders, with their density known: the top is cut
+                // only if the folder it is in still holds a few pages by that density (or has
+                // held that many), not halved blindly past the names' end (an empty piece, one
+                // more request, where a small prefix's listing is ending).
+                let little_left = self.folders.known()
+                    && self.folders.between(prefix, None).nth(1).is_some()
+                    && self.covered > 0.0
+                    && self
+                        .folder_pages(cursor, None)
+                        .max(self.folder_listed(cursor))
+                        < MIN_SPLIT_PAGES;
+                if !little_left {
+                    cut = self
+                        .steal_open(prefix, &alphabet)
+                        .map(|(victim, point)| Cut {
+                            victim,
+                            point,
+                            inherit: false,
+                            keep_page: false,
+                        });
+                }
             }
         }
         let cut = match cut {
