@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # Image for the GKE batch job (k8s/batch-inference.yaml): /usr/local/bin/batch-inference,
-# /usr/local/bin/dataflux-launch and /usr/local/bin/upload-images, built with CUDA and
+# /usr/local/bin/dataflux-launch, /usr/local/bin/upload-images and /usr/local/bin/dataflux (list, fetch, gc, status), built with CUDA and
 # NCCL for H100/H200 (compute capability 9.0), ONNX Runtime with its CUDA provider (PyPI's
 # onnxruntime-gpu with NVIDIA's cuDNN wheel, in /opt/onnxruntime; ORT_DYLIB_PATH points at it)
 # for models exported to ONNX, and the sample images in /usr/local/share/dataflux/samples.
@@ -43,7 +43,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg,onnx \
  && cargo build --release --locked -p dataflux-distributed --features nccl,launcher --bin dataflux-launch \
  && mkdir -p /out \
- && cp target/release/batch-inference target/release/upload-images target/release/dataflux-launch /out/
+ && cp target/release/batch-inference target/release/upload-images target/release/dataflux target/release/dataflux-launch /out/
 
 # ---------------------------------------------------------------------------- runtime
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU_VERSION}
@@ -65,7 +65,7 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin dataflux \
  && mkdir -p /var/cache/dataflux \
  && chown 10001:10001 /var/cache/dataflux
-COPY --from=builder /out/batch-inference /out/dataflux-launch /out/upload-images /usr/local/bin/
+COPY --from=builder /out/batch-inference /out/dataflux /out/dataflux-launch /out/upload-images /usr/local/bin/
 # The sample images, batch-inference's default --input (found at ../share/dataflux/samples
 # from the binary).
 COPY examples/samples /usr/local/share/dataflux/samples
