@@ -52,6 +52,7 @@ mod simd;
 pub mod source;
 pub mod staging;
 mod transformer;
+pub mod video;
 pub mod vit;
 
 pub use classifier::{Classifier, ImageResult, Prediction};
