@@ -69,3 +69,5 @@ pub use transformer::Act;
 
 /// Re-export of candle's tensor types used in this crate's API.
 pub use candle_core::{DType, Device, Tensor};
+/// An 8-bit RGB picture (the `image` crate's), as decoders and video samples give them.
+pub use image::RgbImage;

@@ -20,15 +20,44 @@ pub struct Chunk {
     pub taken: std::time::Instant,
 }
 
-/// One image on its way through the stages.
+/// One image, or one sample of a video, on its way through the stages.
 #[derive(Debug)]
 pub struct Item<T> {
     /// The chunk it belongs to.
     pub chunk: Arc<Chunk>,
-    /// Its position in the chunk.
+    /// Its object's position in the chunk.
     pub index: usize,
+    /// Which part of the object it is: the whole image, or one of a video's samples.
+    pub part: Part,
     /// What the last stage made of it, or why it has no value.
     pub value: Result<T, Failure>,
+}
+
+/// Which part of its object an item is. An image is one item; a video is one item per
+/// sample, in order, then possibly an error row, the last of which says so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Part {
+    /// The video sample (`None` for an image, or a video's error row).
+    pub frame: Option<FrameAt>,
+    /// Whether this is the object's last item: once it is committed, so is the object.
+    pub last: bool,
+}
+
+impl Part {
+    /// A whole image (or any object that is one item).
+    pub const WHOLE: Part = Part {
+        frame: None,
+        last: true,
+    };
+}
+
+/// A video sample's place: its index `k` and its time `k / F` in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameAt {
+    /// The sample's index.
+    pub k: u64,
+    /// Its time in seconds from the video's first frame.
+    pub time_s: f64,
 }
 
 impl<T> Item<T> {
@@ -42,14 +71,24 @@ impl<T> Item<T> {
         Item {
             chunk: self.chunk,
             index: self.index,
+            part: self.part,
             value,
         }
     }
 
     /// Whether this is the chunk's last item.
     pub fn is_last_of_chunk(&self) -> bool {
-        self.index + 1 == self.chunk.objects.len()
+        self.part.last && self.index + 1 == self.chunk.objects.len()
     }
+}
+
+/// What the fetch stage hands on for an object.
+#[derive(Debug)]
+pub enum Payload {
+    /// The object's bytes, fetched whole.
+    Bytes(bytes::Bytes),
+    /// Not fetched: too large to hold (a video, read by ranges as it is decoded).
+    Remote,
 }
 
 /// Why an item has no value.

@@ -66,6 +66,16 @@ impl BatchModel for VitClassifier {
             .map_err(|e| Rejection::new(e.kind(), e.to_string()))
     }
 
+    fn preprocess_rgb(
+        &self,
+        image: &dataflux_inference::RgbImage,
+    ) -> std::result::Result<CroppedImage, Rejection> {
+        self.classifier
+            .preprocessor()
+            .crop_rgb8(image)
+            .map_err(|e| Rejection::new(e.kind(), e.to_string()))
+    }
+
     fn concurrency(&self) -> usize {
         if self.classifier.device().is_cuda() {
             2

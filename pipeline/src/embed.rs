@@ -70,6 +70,16 @@ impl BatchModel for ClipEmbedder {
             .map_err(|e| Rejection::new(e.kind(), e.to_string()))
     }
 
+    fn preprocess_rgb(
+        &self,
+        image: &dataflux_inference::RgbImage,
+    ) -> std::result::Result<CroppedImage, Rejection> {
+        self.embedder
+            .preprocessor()
+            .crop_rgb8(image)
+            .map_err(|e| Rejection::new(e.kind(), e.to_string()))
+    }
+
     fn concurrency(&self) -> usize {
         if self.embedder.device().is_cuda() {
             2

@@ -16,7 +16,7 @@ use crate::cpu_pool::{panic_message, CpuPool};
 use crate::error::{Error, Result};
 use crate::finalize::Finalizer;
 use crate::layout::Layout;
-use crate::model::BatchModel;
+use crate::model::{BatchModel, Column, ColumnKind};
 use crate::plan::Planner;
 use crate::progress::Progress;
 use crate::spec::{default_run_id, JobSpec};
@@ -201,6 +201,7 @@ impl Job {
             layout: &layout,
             definition: &definition,
             chunk_size: spec.chunk_size,
+            chunk_bytes: spec.chunk_bytes,
             lister: topology.rank == 0,
             wait_timeout: spec.wait_timeout,
             poll: spec.poll,
@@ -298,14 +299,32 @@ impl Job {
                 cancel.clone(),
                 dataset_config,
             );
+            // With videos sampled, larger objects are read by ranges as they are decoded.
+            let remote_above = spec.video.map(|_| {
+                crate::video::INLINE_BYTES
+                    .min(spec.prefetch_bytes)
+                    .min(spec.max_object_bytes)
+            });
             tasks.spawn(Stage::Fetch, async move {
-                fetch::run(f, cfg, c, stop, chunk_rx, bytes_tx)
+                fetch::run(f, cfg, remote_above, c, stop, chunk_rx, bytes_tx)
                     .await
                     .map(|_| StageOut::Done)
             });
             let (m, p) = (model.clone(), pool.clone());
+            let decode_config = decode::DecodeConfig {
+                queue,
+                // One decoder thread per video: as many videos at once as the pool has
+                // threads.
+                max_videos: pool.threads(),
+                video: spec.video.map(|sampling| crate::video::VideoConfig {
+                    sampling,
+                    max_object_bytes: spec.max_object_bytes,
+                    handle: tokio::runtime::Handle::current(),
+                }),
+                store: input.clone(),
+            };
             tasks.spawn(Stage::Decode, async move {
-                decode::run(m, p, queue, bytes_rx, input_tx)
+                decode::run(m, p, decode_config, bytes_rx, input_tx)
                     .await
                     .map(|_| StageOut::Done)
             });
@@ -323,7 +342,8 @@ impl Job {
             });
             let cfg = CommitConfig {
                 format: spec.format,
-                columns: model.columns(),
+                columns: job_columns(spec, model.as_ref()),
+                frames: spec.video.is_some(),
                 deadline: spec.store_deadline,
                 progress: progress.clone(),
             };
@@ -467,7 +487,7 @@ impl Job {
             index: &index,
             claims: &claims,
             format: spec.format,
-            columns: &model.columns(),
+            columns: &job_columns(spec, model.as_ref()),
             rank: topology.rank,
             world: topology.world_size,
             temp_prefix: &temp_prefix,
@@ -523,4 +543,16 @@ async fn check_writable(
         output.delete(&name)
     })
     .await
+}
+
+/// The columns of the job's rows after `image_id`: with videos sampled, the sample's `frame`
+/// and `time_s` first, then the model's.
+fn job_columns<M: BatchModel>(spec: &JobSpec, model: &M) -> Vec<Column> {
+    let mut columns = Vec::new();
+    if spec.video.is_some() {
+        columns.push(Column::new("frame", ColumnKind::Int64));
+        columns.push(Column::new("time_s", ColumnKind::Seconds));
+    }
+    columns.extend(model.columns());
+    columns
 }

@@ -98,6 +98,7 @@ pub mod stages;
 pub mod status;
 mod store_ops;
 pub mod summary;
+pub mod video;
 
 pub use carrier::{BadInput, Chunk, Failure, Item};
 pub use checkpoint::AnyModel;

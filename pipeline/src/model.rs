@@ -30,6 +30,20 @@ pub trait BatchModel: Send + Sync + 'static {
     /// Turns one object's bytes into the model's input.
     fn preprocess(&self, bytes: &[u8]) -> Result<Self::Input, Rejection>;
 
+    /// Turns one decoded picture (a video's sample, in 8-bit RGB) into the model's input, by
+    /// the same steps [`BatchModel::preprocess`] takes after decoding. The default refuses
+    /// (kind `unsupported`): a model that only takes encoded images cannot run on videos.
+    fn preprocess_rgb(
+        &self,
+        image: &dataflux_inference::RgbImage,
+    ) -> Result<Self::Input, Rejection> {
+        let _ = image;
+        Err(Rejection::new(
+            "unsupported",
+            "this model takes encoded images only, not video frames",
+        ))
+    }
+
     /// Runs a batch; returns exactly one row per input, in order, each with
     /// [`BatchModel::columns`]' values.
     fn infer(&self, batch: Vec<Self::Input>) -> Result<Vec<Row>, ModelError>;
@@ -107,6 +121,10 @@ pub enum ColumnKind {
     Float32,
     /// A fixed number of floats (an embedding).
     Float32List(usize),
+    /// A whole number (a video sample's index); Parquet int64.
+    Int64,
+    /// A time in seconds; CSV writes it with three decimals, Parquet as float64.
+    Seconds,
 }
 
 /// One value of a row.
@@ -118,4 +136,8 @@ pub enum Value {
     Float32(f32),
     /// Several floats.
     Float32List(Vec<f32>),
+    /// A whole number.
+    Int64(i64),
+    /// Seconds.
+    Seconds(f64),
 }

@@ -177,6 +177,16 @@ impl BatchModel for OnnxBatchModel {
             .map_err(|e| Rejection::new(e.kind(), e.to_string()))
     }
 
+    fn preprocess_rgb(
+        &self,
+        image: &dataflux_inference::RgbImage,
+    ) -> std::result::Result<CroppedImage, Rejection> {
+        self.model
+            .preprocessor()
+            .crop_rgb8(image)
+            .map_err(|e| Rejection::new(e.kind(), e.to_string()))
+    }
+
     fn concurrency(&self) -> usize {
         match self.model.session().provider() {
             dataflux_inference::onnx::Provider::Cuda(_) => 2,

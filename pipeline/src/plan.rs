@@ -35,6 +35,10 @@ pub struct Index {
     pub count: usize,
     /// Objects per chunk (the last may hold fewer).
     pub chunk_size: usize,
+    /// Where each chunk starts, when chunks are also closed by bytes (`--chunk-bytes`), so
+    /// that they differ in length; absent when every chunk holds `chunk_size` objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<Vec<usize>>,
     /// Identifies the listing's contents (names, sizes, generations).
     pub fingerprint: u64,
     /// What defines the run's results.
@@ -44,14 +48,52 @@ pub struct Index {
 impl Index {
     /// Number of chunks.
     pub fn chunks(&self) -> usize {
-        self.count.div_ceil(self.chunk_size.max(1))
+        match &self.starts {
+            Some(starts) => starts.len(),
+            None => self.count.div_ceil(self.chunk_size.max(1)),
+        }
     }
 
     /// Listing positions of `chunk`.
     pub fn chunk_range(&self, chunk: usize) -> std::ops::Range<usize> {
+        if let Some(starts) = &self.starts {
+            let start = starts
+                .get(chunk)
+                .copied()
+                .unwrap_or(self.count)
+                .min(self.count);
+            let end = starts
+                .get(chunk + 1)
+                .copied()
+                .unwrap_or(self.count)
+                .min(self.count);
+            return start..end.max(start);
+        }
         let start = (chunk * self.chunk_size).min(self.count);
         start..(start + self.chunk_size).min(self.count)
     }
+}
+
+/// Where each chunk starts when a chunk holds at most `size` objects and at most `bytes`
+/// bytes (an object larger than `bytes` is a chunk of its own).
+///
+/// ```
+/// # use dataflux_pipeline::plan::chunk_starts;
+/// assert_eq!(chunk_starts(&[5, 5, 5, 20, 1, 1, 1], 3, 10), [0, 2, 3, 4]);
+/// ```
+pub fn chunk_starts(sizes: &[u64], size: usize, bytes: u64) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let (mut n, mut held) = (0usize, 0u64);
+    for (i, &s) in sizes.iter().enumerate() {
+        if i == 0 || n >= size.max(1) || (n > 0 && held.saturating_add(s) > bytes) {
+            starts.push(i);
+            n = 0;
+            held = 0;
+        }
+        n += 1;
+        held = held.saturating_add(s);
+    }
+    starts
 }
 
 /// What a rank needs to find or make the run's plan.
@@ -62,6 +104,7 @@ pub(crate) struct Planner<'a> {
     pub layout: &'a Layout,
     pub definition: &'a BTreeMap<String, String>,
     pub chunk_size: usize,
+    pub chunk_bytes: Option<u64>,
     pub lister: bool,
     pub wait_timeout: Duration,
     pub poll: Duration,
@@ -165,6 +208,10 @@ impl Planner<'_> {
             prefix: listing.prefix.clone(),
             count: listing.objects.len(),
             chunk_size: self.chunk_size,
+            starts: self.chunk_bytes.map(|bytes| {
+                let sizes: Vec<u64> = listing.objects.iter().map(|o| o.size).collect();
+                chunk_starts(&sizes, self.chunk_size, bytes)
+            }),
             fingerprint: dataflux::dataset::fingerprint(&listing.objects),
             definition: self.definition.clone(),
         };

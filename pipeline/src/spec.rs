@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dataflux::Location;
+use dataflux_inference::video::Sampling;
 use dataflux_inference::{DType, DeviceSpec, ModelSource, Pooling, PreprocessorConfig};
 
 use crate::error::{Error, Result};
@@ -309,6 +310,14 @@ pub struct JobSpec {
     pub wait_timeout: Duration,
     /// A pause after each batch (demos and tests that need a slow job).
     pub batch_delay: Duration,
+    /// How videos in the input are sampled (`--video-fps`, `--video-max-frames`,
+    /// `--video-keyframes`); `None`: a video is an error row (`unsupported`). With it, every
+    /// row has the sample's `frame` and `time_s`; a still image is frame 0 at 0 s.
+    pub video: Option<Sampling>,
+    /// A chunk is also closed once its objects hold this many bytes (`--chunk-bytes`), so
+    /// that a chunk of long videos does not hold its lease for hours. A larger object is a
+    /// chunk of its own.
+    pub chunk_bytes: Option<u64>,
 }
 
 impl Default for JobSpec {
@@ -350,6 +359,8 @@ impl Default for JobSpec {
             store_deadline: Duration::from_secs(600),
             wait_timeout: Duration::from_secs(3600),
             batch_delay: Duration::ZERO,
+            video: None,
+            chunk_bytes: None,
         }
     }
 }
@@ -505,6 +516,20 @@ impl JobSpec {
         self.batch_delay = batch_delay;
         self
     }
+
+    /// Sets [`video`](Self::video): how videos are sampled.
+    #[must_use]
+    pub fn with_video(mut self, video: Option<Sampling>) -> Self {
+        self.video = video;
+        self
+    }
+
+    /// Sets [`chunk_bytes`](Self::chunk_bytes): bytes per chunk at most.
+    #[must_use]
+    pub fn with_chunk_bytes(mut self, chunk_bytes: Option<u64>) -> Self {
+        self.chunk_bytes = chunk_bytes;
+        self
+    }
 }
 
 fn local(dir: &str) -> Location {
@@ -545,6 +570,15 @@ impl JobSpec {
                 reason: format!("{:?} is too short to renew", self.lease),
             });
         }
+        if self.chunk_bytes == Some(0) {
+            return Err(Error::Config {
+                setting: "--chunk-bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if let Some(video) = &self.video {
+            validate_video(video)?;
+        }
         if let Some(id) = &self.run_id {
             let ok = !id.is_empty()
                 && id
@@ -574,8 +608,54 @@ impl JobSpec {
         d.insert("input".into(), canonical_url(&self.input));
         d.insert("format".into(), self.format.extension().into());
         d.insert("task".into(), task.into());
+        if let Some(v) = &self.video {
+            let fps = v.fps.map_or_else(|| "key frames".into(), |f| f.to_string());
+            d.insert("video.fps".into(), fps);
+            d.insert("video.keyframes".into(), v.keyframes.to_string());
+            if let Some(m) = v.max_frames {
+                d.insert("video.max_frames".into(), m.to_string());
+            }
+        }
         d
     }
+}
+
+/// A video sampling the job can run: a positive, finite rate (or key frames), and a build
+/// with video support.
+fn validate_video(video: &Sampling) -> Result<()> {
+    if let Some(fps) = video.fps {
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(Error::Config {
+                setting: "--video-fps",
+                reason: format!("{fps}: give a rate above 0 (0.2 is one frame every 5 s)"),
+            });
+        }
+    }
+    if video.max_frames == Some(0) {
+        return Err(Error::Config {
+            setting: "--video-max-frames",
+            reason: "must be at least 1".into(),
+        });
+    }
+    if !video.is_enabled() {
+        return Err(Error::Config {
+            setting: "--video-fps",
+            reason: "give a rate, or --video-keyframes".into(),
+        });
+    }
+    if !dataflux_inference::video::SUPPORTED {
+        return Err(Error::Config {
+            setting: if video.fps.is_some() {
+                "--video-fps"
+            } else {
+                "--video-keyframes"
+            },
+            reason: "this build has no video support: build with `--features video` \
+                     (FFmpeg's -dev packages; see the README)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// A location as a URL that does not depend on how it was typed (`dir`, `./dir/`, `file:///abs/dir`).

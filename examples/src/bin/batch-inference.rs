@@ -15,6 +15,7 @@ use dataflux_distributed::{Budget, Topology};
 use dataflux_examples::cli::{self, DTypeArg, FormatArg, PoolingArg, ResampleArg, TaskArg};
 use dataflux_examples::logging::{self, LogFormat};
 use dataflux_examples::progress;
+use dataflux_inference::video::Sampling;
 use dataflux_pipeline::{AnyModel, BatchModel, Job, JobSpec, ModelSpec, Stores, Task};
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +134,24 @@ struct Args {
     /// Images per chunk, the unit of claim, commit and resume (fixed when a run starts).
     #[arg(long, env = "DATAFLUX_CHUNK_SIZE", default_value_t = defaults().chunk_size)]
     chunk_size: usize,
+    /// Also close a chunk once its objects hold this many bytes (a chunk of long videos then
+    /// holds its lease for minutes, not hours); fixed when a run starts.
+    #[arg(long, env = "DATAFLUX_CHUNK_BYTES")]
+    chunk_bytes: Option<u64>,
+    /// Videos in the input (recognised by their content: MP4, MOV, MKV, WebM, AVI, …): take
+    /// this many frames per second of video (0.2: one every 5 s); sample k is the last frame
+    /// at or before k / F. Rows gain `frame` and `time_s`. Needs a build with `--features
+    /// video`. Without it, a video is an error row.
+    #[arg(long, env = "DATAFLUX_VIDEO_FPS")]
+    video_fps: Option<f64>,
+    /// At most this many samples per video.
+    #[arg(long)]
+    video_max_frames: Option<u64>,
+    /// Key frames only (decoded alone, the fastest way through a long video): with
+    /// --video-fps, sample k is the last key frame at or before k / F; without, every key
+    /// frame.
+    #[arg(long)]
+    video_keyframes: bool,
     /// Seconds a claim holds without renewal before another rank may take it over.
     #[arg(long, default_value_t = defaults().lease.as_secs_f64())]
     lease_secs: f64,
@@ -229,6 +248,8 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         .with_format(args.format.map_or(task.default_format(), Into::into))
         .with_model(model)
         .with_chunk_size(args.chunk_size)
+        .with_chunk_bytes(args.chunk_bytes)
+        .with_video(video_sampling(args))
         .with_batch_size(args.batch_size)
         .with_concurrency(args.concurrency)
         .with_prefetch_bytes(
@@ -248,6 +269,25 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         .with_wait_timeout(cli::seconds("--wait-timeout-secs", args.wait_timeout_secs)?)
         .with_speculate(!args.no_speculate)
         .with_batch_delay(Duration::from_millis(args.batch_delay_ms)))
+}
+
+/// The video sampling the flags ask for: none without --video-fps or --video-keyframes.
+fn video_sampling(args: &Args) -> Option<Sampling> {
+    if args.video_fps.is_none() && !args.video_keyframes {
+        if args.video_max_frames.is_some() {
+            // Checked by JobSpec::validate: --video-max-frames alone names the missing rate.
+            return Some(Sampling::default().with_max_frames(args.video_max_frames));
+        }
+        return None;
+    }
+    let mut sampling = match args.video_fps {
+        Some(fps) => Sampling::fps(fps),
+        None => Sampling::keyframes(),
+    };
+    sampling = sampling
+        .with_keyframes(args.video_keyframes)
+        .with_max_frames(args.video_max_frames);
+    Some(sampling)
 }
 
 async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {

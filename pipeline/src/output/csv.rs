@@ -43,5 +43,7 @@ fn field(v: &Value) -> String {
             .map(|x| format!("{x:.6}"))
             .collect::<Vec<_>>()
             .join(" "),
+        Value::Int64(n) => n.to_string(),
+        Value::Seconds(x) => format!("{x:.3}"),
     }
 }

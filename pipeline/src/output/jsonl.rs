@@ -34,5 +34,7 @@ fn json_value(v: &Value) -> serde_json::Value {
         Value::Text(s) => serde_json::Value::from(s.as_str()),
         Value::Float32(x) => serde_json::Value::from(*x),
         Value::Float32List(xs) => serde_json::Value::from(xs.clone()),
+        Value::Int64(n) => serde_json::Value::from(*n),
+        Value::Seconds(x) => serde_json::Value::from(*x),
     }
 }

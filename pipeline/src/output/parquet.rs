@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, StringBuilder};
+use arrow_array::builder::{
+    FixedSizeListBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
@@ -51,6 +53,8 @@ pub fn schema(columns: &[Column]) -> SchemaRef {
         let t = match c.kind {
             ColumnKind::Text => DataType::Utf8,
             ColumnKind::Float32 => DataType::Float32,
+            ColumnKind::Int64 => DataType::Int64,
+            ColumnKind::Seconds => DataType::Float64,
             ColumnKind::Float32List(n) => DataType::FixedSizeList(
                 Arc::new(Field::new("item", DataType::Float32, false)),
                 n as i32,
@@ -108,6 +112,30 @@ pub fn encode(columns: &[Column], records: &[Record<'_>]) -> Result<Vec<u8>, Par
                         Some(Value::Float32(x)) => b.append_value(*x),
                         other => {
                             return Err(mismatch(r, format!("expected a float, got {other:?}")))
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            ColumnKind::Int64 => {
+                let mut b = Int64Builder::new();
+                for r in records {
+                    match r.row.get(i) {
+                        Some(Value::Int64(x)) => b.append_value(*x),
+                        other => {
+                            return Err(mismatch(r, format!("expected an integer, got {other:?}")))
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            ColumnKind::Seconds => {
+                let mut b = Float64Builder::new();
+                for r in records {
+                    match r.row.get(i) {
+                        Some(Value::Seconds(x)) => b.append_value(*x),
+                        other => {
+                            return Err(mismatch(r, format!("expected seconds, got {other:?}")))
                         }
                     }
                 }

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::carrier::{BadInput, Chunk, Failure, Item};
 use crate::claims::{Claims, Commit};
 use crate::error::{Error, Result};
+use crate::model::Value;
 use crate::model::{Column, Row};
 use crate::output::{chunk_results, error_rows, Record};
 use crate::progress::Progress;
@@ -32,6 +33,9 @@ pub struct CommitCounts {
 
 pub(crate) struct CommitConfig {
     pub format: OutputFormat,
+    /// Rows start with the sample's `frame` and `time_s` (the job samples videos; a still
+    /// image is frame 0 at 0 s).
+    pub frames: bool,
     pub columns: Vec<Column>,
     pub deadline: Duration,
     pub progress: Progress,
@@ -68,10 +72,22 @@ pub(crate) async fn run(
                     item.index, item.chunk.id, current.chunk.id, current.seen
                 )));
             }
-            current.seen += 1;
+            if item.part.last {
+                current.seen += 1;
+            }
             match item.value {
                 Ok(row) => {
                     config.progress.image(false);
+                    let row = if config.frames {
+                        let (k, t) = item.part.frame.map_or((0, 0.0), |f| (f.k, f.time_s));
+                        let mut full = Vec::with_capacity(row.len() + 2);
+                        full.push(Value::Int64(i64::try_from(k).unwrap_or(i64::MAX)));
+                        full.push(Value::Seconds(t));
+                        full.extend(row);
+                        full
+                    } else {
+                        row
+                    };
                     current.rows.push((item.index, row));
                 }
                 Err(Failure::Bad(b)) => {

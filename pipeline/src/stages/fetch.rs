@@ -1,17 +1,18 @@
 //! fetch: each chunk's objects, in order, through the rank's one fetcher (composed on GCS,
 //! verified, at most the prefetch window ahead). A permanent failure is that object's error
 //! row; a transient one (after the store's retries) gives the whole chunk back: its other
-//! objects are not fetched, and the chunk is done again later, here or elsewhere.
+//! objects are not fetched, and the chunk is done again later, here or elsewhere. When the
+//! job samples videos, objects above [`crate::video::INLINE_BYTES`] are not fetched whole:
+//! they pass on as [`Payload::Remote`], to be read by ranges as they are decoded.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dataflux::{Dataset, DatasetConfig, Fetcher, Listing, Skipped, Strategy};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::carrier::{BadInput, Chunk, Failure, Item};
+use crate::carrier::{BadInput, Chunk, Failure, Item, Part, Payload};
 use crate::claims::Claims;
 use crate::error::{Error, Result};
 use crate::stages::claim::give_back;
@@ -19,20 +20,34 @@ use crate::stages::claim::give_back;
 pub(crate) async fn run(
     fetcher: Arc<Fetcher>,
     config: DatasetConfig,
+    remote_above: Option<u64>,
     claims: Arc<Claims>,
     stop: CancellationToken,
     mut rx: mpsc::Receiver<Arc<Chunk>>,
-    tx: mpsc::Sender<Item<Bytes>>,
+    tx: mpsc::Sender<Item<Payload>>,
 ) -> Result<()> {
+    let send = |index: usize, chunk: &Arc<Chunk>, value: Result<Payload, Failure>| {
+        let out = Item {
+            chunk: chunk.clone(),
+            index,
+            part: Part::WHOLE,
+            value,
+        };
+        let tx = tx.clone();
+        async move { tx.send(out).await.map_err(|_| Error::Disconnected("fetch")) }
+    };
     while let Some(chunk) = rx.recv().await {
         if stop.is_cancelled() {
             // Claimed but not started: give it back at once.
             give_back(&claims, chunk.id, chunk.backup).await;
             continue;
         }
+        let remote = |i: usize| remote_above.is_some_and(|limit| chunk.objects[i].size > limit);
+        // The objects fetched whole, and where each is in the chunk.
+        let whole: Vec<usize> = (0..chunk.objects.len()).filter(|&i| !remote(i)).collect();
         let listing = Listing {
             prefix: String::new(),
-            objects: chunk.objects.clone(),
+            objects: whole.iter().map(|&i| chunk.objects[i].clone()).collect(),
             skipped: Skipped::default(),
             strategy: Strategy::Sequential,
         };
@@ -44,9 +59,18 @@ pub(crate) async fn run(
         );
         let mut next = 0;
         let mut transient: Option<String> = None;
-        while let Some(item) = stream.next().await {
+        while next < chunk.objects.len() {
+            if remote(next) {
+                send(next, &chunk, Ok(Payload::Remote)).await?;
+                next += 1;
+                continue;
+            }
+            let Some(item) = stream.next().await else {
+                break;
+            };
+            let index = whole.get(item.index).copied().unwrap_or(next);
             let value = match item.data {
-                Ok(bytes) => Ok(bytes),
+                Ok(bytes) => Ok(Payload::Bytes(bytes)),
                 Err(e) if e.is_temporary() => {
                     let reason = e.to_string();
                     tracing::warn!(chunk = chunk.id, object = %item.meta.name, error = %e,
@@ -60,15 +84,8 @@ pub(crate) async fn run(
                     message: e.to_string(),
                 })),
             };
-            next = item.index + 1;
-            let out = Item {
-                chunk: chunk.clone(),
-                index: item.index,
-                value,
-            };
-            if tx.send(out).await.is_err() {
-                return Err(Error::Disconnected("fetch"));
-            }
+            next = index + 1;
+            send(index, &chunk, value).await?;
             if transient.is_some() {
                 break;
             }
@@ -77,21 +94,14 @@ pub(crate) async fn run(
         // The rest of a chunk given back (or a stream that ended early) is not fetched.
         let reason = transient.unwrap_or_else(|| "the fetch stream ended early".into());
         for index in next..chunk.objects.len() {
-            let out = Item {
-                chunk: chunk.clone(),
-                index,
-                value: Err(Failure::Transient(reason.clone())),
-            };
-            if tx.send(out).await.is_err() {
-                return Err(Error::Disconnected("fetch"));
-            }
+            send(index, &chunk, Err(Failure::Transient(reason.clone()))).await?;
         }
     }
     Ok(())
 }
 
 /// The error row's kind for a permanent fetch failure.
-fn error_kind(e: &dataflux::Error) -> &'static str {
+pub(crate) fn error_kind(e: &dataflux::Error) -> &'static str {
     match e {
         dataflux::Error::NotFound { .. } => "not_found",
         dataflux::Error::Integrity { .. } => "integrity",

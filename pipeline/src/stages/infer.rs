@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::carrier::{Chunk, Failure, Item};
+use crate::carrier::{Chunk, Failure, Item, Part};
 use crate::cpu_pool::panic_message;
 use crate::error::{Error, Result};
 use crate::model::{BatchModel, Row};
@@ -77,14 +77,15 @@ async fn infer<M: BatchModel>(
     batch: Vec<Item<M::Input>>,
 ) -> Result<(Vec<Item<Row>>, Span)> {
     let mut inputs = Vec::new();
-    let mut slots: Vec<(Arc<Chunk>, usize, Option<Failure>)> = Vec::with_capacity(batch.len());
+    let mut slots: Vec<(Arc<Chunk>, usize, Part, Option<Failure>)> =
+        Vec::with_capacity(batch.len());
     for item in batch {
         match item.value {
             Ok(input) => {
                 inputs.push(input);
-                slots.push((item.chunk, item.index, None));
+                slots.push((item.chunk, item.index, item.part, None));
             }
-            Err(f) => slots.push((item.chunk, item.index, Some(f))),
+            Err(f) => slots.push((item.chunk, item.index, item.part, Some(f))),
         }
     }
     let n = inputs.len();
@@ -118,9 +119,10 @@ async fn infer<M: BatchModel>(
     };
     let out = slots
         .into_iter()
-        .map(|(chunk, index, failure)| Item {
+        .map(|(chunk, index, part, failure)| Item {
             chunk,
             index,
+            part,
             value: match failure {
                 Some(f) => Err(f),
                 None => Ok(rows.next().unwrap_or_default()),
