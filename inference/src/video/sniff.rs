@@ -12,7 +12,7 @@ const IMAGE_BRANDS: [&[u8; 4]; 8] = [
 /// Whether `head` (an object's first bytes, [`SNIFF_BYTES`] suffice) starts a video
 /// container: MP4/MOV/3GP (an `ftyp`, `moov`, `mdat`, `free`, `skip` or `wide` box, not an
 /// image brand), Matroska/WebM (EBML), AVI (RIFF `AVI `), MPEG-TS (sync bytes every 188),
-/// MPEG-PS, FLV or Ogg.
+/// MPEG-PS, FLV, Ogg or raw YUV4MPEG2.
 ///
 /// ```
 /// use dataflux_inference::video::is_video;
@@ -36,7 +36,7 @@ pub fn is_video(head: &[u8]) -> bool {
     if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"AVI " {
         return true;
     }
-    if head.starts_with(b"FLV\x01") || head.starts_with(b"OggS") {
+    if head.starts_with(b"FLV\x01") || head.starts_with(b"OggS") || head.starts_with(b"YUV4MPEG2") {
         return true;
     }
     if head.starts_with(b"\0\0\x01\xba") {
