@@ -451,7 +451,7 @@ impl Decoding {
             let Some(k) = self.sampler.take_each() else {
                 return Ok(Next::Stop);
             };
-            let image = self.to_rgb(current)?;
+            let image = self.convert_rgb(current)?;
             return Ok(self.give(k, t, t, image, on_frame));
         }
         for k in self.sampler.due_before(t) {
@@ -500,7 +500,7 @@ impl Decoding {
         };
         let time = self.sampler.time_of(k).unwrap_or(frame_t);
         let prev = std::mem::replace(&mut self.prev, frame::Video::empty());
-        let image = self.to_rgb(&prev);
+        let image = self.convert_rgb(&prev);
         self.prev = prev;
         Ok(match self.give(k, time, frame_t, image?, on_frame) {
             Next::Stop => ControlFlow::Break(()),
@@ -530,7 +530,7 @@ impl Decoding {
     }
 
     /// The frame in 8-bit RGB, full range, with the stream's matrix (BT.601 when unsaid).
-    fn to_rgb(&mut self, frame: &frame::Video) -> Result<RgbImage, VideoError> {
+    fn convert_rgb(&mut self, frame: &frame::Video) -> Result<RgbImage, VideoError> {
         let (width, height) = (frame.width(), frame.height());
         let limits = &self.options.limits;
         if width == 0
@@ -610,9 +610,9 @@ fn set_colour(scaler: &mut scaling::Context, space: ff::color::Space, full_range
     unsafe {
         ff::ffi::sws_setColorspaceDetails(
             scaler.as_mut_ptr(),
-            ff::ffi::sws_getCoefficients(matrix as i32),
+            ff::ffi::sws_getCoefficients(matrix),
             i32::from(full_range),
-            ff::ffi::sws_getCoefficients(SWS_CS_DEFAULT as i32),
+            ff::ffi::sws_getCoefficients(SWS_CS_DEFAULT),
             1,
             0,
             1 << 16,

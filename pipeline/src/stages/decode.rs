@@ -44,6 +44,9 @@ enum Output<I> {
 
 type Pending<I> = Pin<Box<dyn Future<Output = Output<I>> + Send>>;
 
+/// A video being drained: its samples as they come, and its thread.
+type Draining<I> = Option<(mpsc::Receiver<Item<I>>, JoinHandle<()>)>;
+
 pub(crate) async fn run<M: BatchModel>(
     model: Arc<M>,
     pool: Arc<CpuPool>,
@@ -56,7 +59,7 @@ pub(crate) async fn run<M: BatchModel>(
     let max_videos = config.max_videos.max(1);
     let mut inflight: FuturesOrdered<Pending<M::Input>> = FuturesOrdered::new();
     let mut ready: VecDeque<Output<M::Input>> = VecDeque::new();
-    let mut current: Option<(mpsc::Receiver<Item<M::Input>>, JoinHandle<()>)> = None;
+    let mut current: Draining<M::Input> = None;
     let mut waiting: Option<Item<Payload>> = None;
     let mut videos = 0usize;
     let mut open = true;
@@ -125,9 +128,7 @@ pub(crate) async fn run<M: BatchModel>(
     Ok(())
 }
 
-async fn recv_current<I>(
-    current: &mut Option<(mpsc::Receiver<Item<I>>, JoinHandle<()>)>,
-) -> Option<Item<I>> {
+async fn recv_current<I>(current: &mut Draining<I>) -> Option<Item<I>> {
     match current {
         Some((rx, _)) => rx.recv().await,
         None => None,
