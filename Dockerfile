@@ -3,7 +3,8 @@
 # /usr/local/bin/dataflux-launch, /usr/local/bin/upload-images and /usr/local/bin/dataflux (list, fetch, gc, status), built with CUDA and
 # NCCL for H100/H200 (compute capability 9.0), ONNX Runtime with its CUDA provider (PyPI's
 # onnxruntime-gpu with NVIDIA's cuDNN wheel, in /opt/onnxruntime; ORT_DYLIB_PATH points at it)
-# for models exported to ONNX, and the sample images in /usr/local/share/dataflux/samples.
+# for models exported to ONNX, videos (feature video: Ubuntu 24.04's FFmpeg 6.1 libraries), and
+# the sample images in /usr/local/share/dataflux/samples.
 #
 #   docker build -t "$IMAGE" . && docker push "$IMAGE"
 #   # or without a local Docker engine:
@@ -21,7 +22,8 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU_VERSION} AS builder
 ARG RUST_VERSION=1.95.0
 # CUDA_COMPUTE_CAP: candle's CUDA kernels are compiled for sm_90 only (H100 / H200).
 # nasm gives libjpeg-turbo (feature turbojpeg, the binaries' default: PIL-exact JPEG pixels, built
-# with the cc crate and linked statically) its SIMD code; no cmake is needed.
+# with the cc crate and linked statically) its SIMD code; no cmake is needed. FFmpeg's -dev
+# packages and libclang: the video feature (ffmpeg-sys-next's bindings, linked dynamically).
 ENV DEBIAN_FRONTEND=noninteractive \
     RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
@@ -30,6 +32,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     CARGO_TERM_COLOR=never
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config nasm \
+    libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libclang-dev \
  && rm -rf /var/lib/apt/lists/* \
  && curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
     | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_VERSION}" \
@@ -40,7 +43,7 @@ COPY . .
 # The cargo registry and target/ are cache mounts, so the binaries are copied out to /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg,onnx \
+    cargo build --release --locked -p dataflux-examples --features cuda,nccl,turbojpeg,onnx,video \
  && cargo build --release --locked -p dataflux-distributed --features nccl,launcher --bin dataflux-launch \
  && mkdir -p /out \
  && cp target/release/batch-inference target/release/upload-images target/release/dataflux target/release/dataflux-launch /out/
@@ -50,6 +53,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU_VERSION}
 ENV DEBIAN_FRONTEND=noninteractive
 # libnccl2 is the fallback NCCL; on GKE A3 Ultra the Job puts the gIB build of NCCL from
 # /usr/local/gib/lib64 first on LD_LIBRARY_PATH. ca-certificates: HTTPS to GCS and the HF hub.
+# libav*: FFmpeg 6.1's libraries, which batch-inference's video feature links.
 # ONNX Runtime: onnxruntime-gpu 1.31.1 is built for CUDA 13 and cuDNN 9; the CUDA runtime
 # libraries come from this base image, cuDNN from NVIDIA's wheel (batch-inference preloads
 # site-packages/nvidia/*/lib of the environment VIRTUAL_ENV names before registering the CUDA
@@ -57,6 +61,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libnccl2 python3 python3-venv \
+    libavformat60 libavcodec60 libswscale7 libavutil58 \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/onnxruntime \
  && /opt/onnxruntime/bin/pip install --no-cache-dir "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" nvidia-cudnn-cu13 \

@@ -90,14 +90,26 @@ pub async fn dry_run(spec: &JobSpec, world_size: usize) -> Result<DryRun> {
     let objects = &listing.objects;
     let n = objects.len();
     let world = world_size.max(1);
-    let chunks = n.div_ceil(spec.chunk_size);
+    let starts = match spec.chunk_bytes {
+        Some(bytes) => {
+            let sizes: Vec<u64> = objects.iter().map(|o| o.size).collect();
+            crate::plan::chunk_starts(&sizes, spec.chunk_size, bytes)
+        }
+        None => (0..n).step_by(spec.chunk_size.max(1)).collect(),
+    };
+    let chunks = starts.len();
     let composing = spec.compose && input.capabilities().compose;
     let mut requests = Requests {
         list: (n as u64).div_ceil(dataflux::store::MAX_PAGE as u64).max(1),
         ..Default::default()
     };
     let mut composed_groups = 0u64;
-    for chunk in objects.chunks(spec.chunk_size) {
+    let bounds = starts
+        .iter()
+        .copied()
+        .chain(std::iter::once(n))
+        .collect::<Vec<_>>();
+    for chunk in bounds.windows(2).map(|w| &objects[w[0]..w[1]]) {
         if composing {
             for g in plan_groups(chunk, MAX_COMPOSE_SOURCES, spec.max_composite_bytes) {
                 if g.len() > 1 {
