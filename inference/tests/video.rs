@@ -47,12 +47,12 @@ fn every_case_gives_pyav_samples_times_and_pixels() {
         match case["broken_after_s"].as_f64() {
             None => assert!(result.is_ok(), "{name}: {result:?}"),
             Some(at) => match result {
-                Err(VideoError::Broken { at_s, .. }) => {
-                    assert!(
-                        (at_s - at).abs() < 1e-6,
-                        "{name}: broke at {at_s}, PyAV {at}"
-                    )
-                }
+                // PyAV stops at the first frame that fails; we may get a little further, as the
+                // frames we need not decode cannot fail.
+                Err(VideoError::Broken { at_s, .. }) => assert!(
+                    at_s > at - 1e-6 && at_s < at + 0.5,
+                    "{name}: broke at {at_s}, PyAV {at}"
+                ),
                 other => panic!("{name}: expected a broken video, got {other:?}"),
             },
         }
@@ -162,7 +162,12 @@ fn sparse_samples_seek_instead_of_decoding_through_with_the_same_result() {
     assert_eq!(sought.len(), 6);
     assert_eq!(sought, through, "seeking changes nothing in the samples");
     assert!(s1.seeks >= 4, "{s1:?}");
-    assert!(s1.decoded < 100 && s2.decoded == 300, "{s1:?} {s2:?}");
+    // Seeking decodes a fraction of the frames; decoding through skips the frames no sample
+    // can show that nothing refers to (B-frames), but decodes the rest.
+    assert!(
+        s1.decoded < 100 && s2.decoded < 300 && s2.decoded > s1.decoded,
+        "{s1:?} {s2:?}"
+    );
     assert!(
         largest <= dataflux_inference::video::decode::IO_BUFFER_BYTES,
         "{largest}"
@@ -243,4 +248,49 @@ fn frames_above_the_limits_are_refused() {
             height: 48
         }
     );
+}
+
+#[test]
+fn damaged_videos_are_errors_or_fewer_samples_never_a_crash() {
+    // Every fixture cut at many points and with bytes overwritten in many places: decoding
+    // returns (samples then an error, or fewer samples), whatever the damage.
+    let mut runs = 0;
+    for video in [
+        "h264.mp4",
+        "hevc.mkv",
+        "vp9.webm",
+        "av1.mkv",
+        "mpeg4.avi",
+        "full709.mov",
+    ] {
+        let whole = std::fs::read(dir().join(video)).unwrap();
+        let n = whole.len();
+        for i in 1..12 {
+            let cut = whole[..n * i / 12].to_vec();
+            let mut noisy = whole.clone();
+            let mut x = (i as u32).wrapping_mul(2_654_435_761);
+            for _ in 0..40 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let at = n / 4 + (x as usize) % (n - n / 4);
+                noisy[at] = (x >> 8) as u8;
+            }
+            for bytes in [cut, noisy] {
+                let mut samples = 0;
+                let _ = decode_video(
+                    Cursor::new(bytes),
+                    None,
+                    &VideoOptions::new(Sampling::fps(2.0)),
+                    |_| {
+                        samples += 1;
+                        ControlFlow::Continue(())
+                    },
+                );
+                assert!(samples <= 100, "{video}: {samples}");
+                runs += 1;
+            }
+        }
+    }
+    assert_eq!(runs, 6 * 11 * 2);
 }

@@ -322,7 +322,7 @@ async fn videos_and_images_give_one_row_per_sample_and_broken_videos_error_rows(
     let errors = store.get("out/errors_v1_shard_0.csv", None).await.unwrap();
     let text = String::from_utf8_lossy(&errors);
     assert!(
-        text.contains("imgs/cut.mp4,decode,video cut short at 1.700 s"),
+        text.contains("imgs/cut.mp4,decode,video cut short at 1."),
         "{text}"
     );
     assert!(text.contains("imgs/audio.m4a,no_video_stream,"), "{text}");
@@ -518,4 +518,118 @@ async fn chunks_closed_by_bytes_and_leases_renewed_while_a_long_video_decodes() 
         "no claim lapsed and was taken over"
     );
     check(&store, "vc", &want, &bad).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_request_mid_video_ends_within_the_grace_and_a_rerun_finishes() {
+    let (store, want, bad) = inputs("v-stop", 4, None).await;
+    let spec = spec("v-stop", "vs")
+        .with_chunk_size(2)
+        .with_grace(Duration::from_millis(200));
+    // Slow batches: long.mp4's chunk takes seconds; the stop comes inside it.
+    let model = Arc::new(Pixels {
+        delay: Duration::from_millis(100),
+    });
+    let cancel = CancellationToken::new();
+    let single = Topology::single();
+    let job = Job::run_on(
+        stores(&store),
+        &spec,
+        model,
+        &single,
+        cancel.clone(),
+    );
+    let stopper = async {
+        wait_for_commits(&store, "vs", 6).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+        std::time::Instant::now()
+    };
+    let (out, asked) = tokio::join!(job, stopper);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "stopped within the grace, mid-video: {:?}",
+        asked.elapsed()
+    );
+    assert!(matches!(out.unwrap(), Outcome::Interrupted { .. }));
+    let out = run(&store, &spec, Arc::new(Pixels::default()), 0, 1).await;
+    assert!(matches!(out, Outcome::Finished(_)), "{out:?}");
+    check(&store, "vs", &want, &bad).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rank_ten_times_slower_on_videos_does_not_hold_the_job() {
+    let (store, want, bad) = inputs("v-slow", 12, None).await;
+    let spec = spec("v-slow", "vl").with_chunk_size(2);
+    let fast = Arc::new(Pixels {
+        delay: Duration::from_millis(5),
+    });
+    let slow = Arc::new(Pixels {
+        delay: Duration::from_millis(50),
+    });
+    let (a, b) = tokio::join!(
+        run(&store, &spec, fast, 0, 2),
+        run(&store, &spec, slow, 1, 2)
+    );
+    let (a, b) = (finished(&a), finished(&b));
+    assert!(
+        b.rank.counts.chunks_committed < a.rank.counts.chunks_committed,
+        "the fast rank did most: {:?} {:?}",
+        a.rank.counts,
+        b.rank.counts
+    );
+    check(&store, "vl", &want, &bad).await;
+}
+
+/// Panics in preprocessing one video's samples.
+struct PanicsOnVideos;
+
+impl BatchModel for PanicsOnVideos {
+    type Input = u32;
+    fn task(&self) -> &str {
+        "pixels"
+    }
+    fn definition(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![Column::new("crc", ColumnKind::Text)]
+    }
+    fn preprocess(&self, bytes: &[u8]) -> Result<u32, Rejection> {
+        Pixels::default().preprocess(bytes)
+    }
+    fn preprocess_rgb(&self, image: &dataflux_inference::RgbImage) -> Result<u32, Rejection> {
+        if image.width() == 80 {
+            panic!("no HEVC here");
+        }
+        Pixels::default().preprocess_rgb(image)
+    }
+    fn infer(&self, batch: Vec<u32>) -> Result<Vec<Row>, ModelError> {
+        Pixels::default().infer(batch)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_preprocessing_a_video_is_its_error_row_and_the_job_goes_on() {
+    let (store, mut want, mut bad) = inputs("v-panic", 3, None).await;
+    // hevc.mkv (80x60) panics at its first sample: no rows of it, one error row.
+    want.retain(|(id, _), _| id != "hevc");
+    bad.insert("imgs/hevc.mkv".into());
+    let spec = spec("v-panic", "vp");
+    Job::run_on(
+        stores(&store),
+        &spec,
+        Arc::new(PanicsOnVideos),
+        &Topology::single(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    check(&store, "vp", &want, &bad).await;
+    let errors = store.get("out/errors_vp_shard_0.csv", None).await.unwrap();
+    let text = String::from_utf8_lossy(&errors);
+    assert!(
+        text.contains("imgs/hevc.mkv,panic,decoding panicked: no HEVC here"),
+        "{text}"
+    );
 }

@@ -209,6 +209,11 @@ struct Decoding {
     declared_s: Option<f64>,
     /// The nominal time between frames, from the stream's average rate.
     frame_interval_s: Option<f64>,
+    /// The time between frames of a constant-rate stream (average and base rates agree):
+    /// what tells, from a packet's timestamp, that its frame cannot be a sample.
+    constant_interval_s: Option<f64>,
+    /// Whether the decoder skips the next packet's frame if it is not a reference.
+    skipping: bool,
     /// The last key packet's time and the latest distance between key packets.
     last_key_s: Option<f64>,
     gop_s: Option<f64>,
@@ -299,6 +304,12 @@ impl Decoding {
         let rate = stream.avg_frame_rate();
         let frame_interval_s =
             (rate.numerator() > 0 && rate.denominator() > 0).then(|| 1.0 / f64::from(rate));
+        let base = stream.rate();
+        let constant_interval_s = frame_interval_s.filter(|_| {
+            base.numerator() > 0
+                && i64::from(base.numerator()) * i64::from(rate.denominator())
+                    == i64::from(rate.numerator()) * i64::from(base.denominator())
+        });
         Ok(Decoding {
             options: *options,
             stream: stream.index(),
@@ -308,6 +319,8 @@ impl Decoding {
             origin: None,
             declared_s,
             frame_interval_s,
+            constant_interval_s,
+            skipping: false,
             last_key_s: None,
             gop_s: None,
             prev: frame::Video::empty(),
@@ -353,6 +366,7 @@ impl Decoding {
             } else if self.options.sampling.keyframes {
                 continue;
             }
+            self.skip_unless_needed(&packet);
             if let Err(e) = self.decoder.send_packet(&packet) {
                 broken = Some(e.to_string());
                 break;
@@ -409,6 +423,43 @@ impl Decoding {
             }
         }
         Ok(self.summary)
+    }
+
+    /// Frames that cannot be samples are decoded only as far as the codec needs: a packet
+    /// whose frame is neither a sample nor needed by the stream's constant rate to place one
+    /// (the last frame at or before some `k / F` is the one whose successor comes after it)
+    /// is decoded only if other frames refer to it (`skip_frame = NONREF`). Packets without a
+    /// timestamp, variable-rate streams and the first frame are always decoded.
+    fn skip_unless_needed(&mut self, packet: &ff::Packet) {
+        let skip = match (
+            self.constant_interval_s,
+            self.origin,
+            packet.pts(),
+            self.sampler.sampling().fps,
+        ) {
+            (Some(interval), Some(origin), Some(pts), Some(fps)) if !self.sampling_keyframes() => {
+                let t = (pts - origin) as f64 * self.tb;
+                !self.sampler.shows_a_sample(t, interval, fps)
+            }
+            _ => false,
+        };
+        if skip != self.skipping {
+            self.skipping = skip;
+            let discard = if skip {
+                ff::ffi::AVDiscard::AVDISCARD_NONREF
+            } else {
+                ff::ffi::AVDiscard::AVDISCARD_DEFAULT
+            };
+            // SAFETY: a plain field of the decoder's context, read when the next packet is
+            // sent (and copied to frame threads at that point).
+            unsafe {
+                (*self.decoder.as_mut_ptr()).skip_frame = discard;
+            }
+        }
+    }
+
+    fn sampling_keyframes(&self) -> bool {
+        self.options.sampling.keyframes
     }
 
     /// Keeps the distance between key packets, for the decision to seek.

@@ -136,6 +136,29 @@ impl Sampler {
         Some(self.next - 1)
     }
 
+    /// With a rate: whether a frame at `t`, followed by the next one `interval` later, is the
+    /// last frame at or before some sample still to come (`k / F` in `[t, t + interval)`).
+    ///
+    /// ```
+    /// use dataflux_inference::video::{Sampler, Sampling};
+    /// let s = Sampler::new(Sampling::fps(1.0));
+    /// // 10 fps: the frame at 0.0 shows sample 0; the one at 0.5 shows none.
+    /// assert!(s.shows_a_sample(0.0, 0.1, 1.0));
+    /// assert!(!s.shows_a_sample(0.5, 0.1, 1.0));
+    /// assert!(s.shows_a_sample(0.95, 0.1, 1.0)); // the last before 1.0
+    /// ```
+    pub fn shows_a_sample(&self, t: f64, interval: f64, fps: f64) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let first = ((t - EPSILON_S) * fps).ceil().max(0.0) as u64;
+        let k = first.max(self.next);
+        if self.sampling.max_frames.is_some_and(|m| k >= m) {
+            return false;
+        }
+        (k as f64 / fps) < t + interval - EPSILON_S
+    }
+
     fn due(&mut self, before: impl Fn(f64) -> bool) -> std::ops::Range<u64> {
         let start = self.next;
         while let Some(time) = self.next_time() {
