@@ -192,15 +192,15 @@ pub(crate) fn produce<M: BatchModel>(
     }
 }
 
-/// Sends items through `send` (false: the receiver is gone, stop).
-type Send<'a, I> = &'a dyn Fn(Part, Result<I, Failure>) -> bool;
+/// Hands an item on (false: the receiver is gone, stop).
+type Emit<'a, I> = &'a dyn Fn(Part, Result<I, Failure>) -> bool;
 
 fn run<M: BatchModel>(
     model: &M,
     config: &VideoConfig,
     object: &ObjectMeta,
     source: Source,
-    send: Send<'_, M::Input>,
+    send: Emit<'_, M::Input>,
 ) {
     let bad = |kind: &str, message: String| {
         Failure::Bad(BadInput {
@@ -311,13 +311,13 @@ fn store_failure(
 }
 
 #[cfg(feature = "video")]
-fn decode<M: BatchModel, R: Read + Seek + std::marker::Send + 'static>(
+fn decode<M: BatchModel, R: Read + Seek + Send + 'static>(
     model: &M,
     config: &VideoConfig,
     object: &ObjectMeta,
     reader: R,
     store_error: Option<Arc<Mutex<Option<dataflux::Error>>>>,
-    send: Send<'_, M::Input>,
+    send: Emit<'_, M::Input>,
 ) {
     use crate::carrier::FrameAt;
     use dataflux_inference::video::{decode_video, VideoOptions};
@@ -401,7 +401,7 @@ fn decode<M: BatchModel, R>(
     object: &ObjectMeta,
     _reader: R,
     _store_error: Option<Arc<Mutex<Option<dataflux::Error>>>>,
-    send: Send<'_, M::Input>,
+    send: Emit<'_, M::Input>,
 ) {
     send(Part::WHOLE, Err(unsupported(object)));
 }

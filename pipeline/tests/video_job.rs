@@ -532,13 +532,7 @@ async fn a_stop_request_mid_video_ends_within_the_grace_and_a_rerun_finishes() {
     });
     let cancel = CancellationToken::new();
     let single = Topology::single();
-    let job = Job::run_on(
-        stores(&store),
-        &spec,
-        model,
-        &single,
-        cancel.clone(),
-    );
+    let job = Job::run_on(stores(&store), &spec, model, &single, cancel.clone());
     let stopper = async {
         wait_for_commits(&store, "vs", 6).await;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,15 +1,16 @@
 //! Is this a video? Decided by the container's signature in the first bytes, never by the
 //! object's name.
 
-/// How many leading bytes [`is_video`] needs at most.
-pub const SNIFF_BYTES: usize = 16;
+/// How many leading bytes [`is_video`] needs at most (an MPEG-TS stream shows its second
+/// packet's sync byte at 188).
+pub const SNIFF_BYTES: usize = 192;
 
 /// ISO-BMFF brands of still images (HEIF, AVIF), which share MP4's `ftyp` box.
 const IMAGE_BRANDS: [&[u8; 4]; 8] = [
     b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis",
 ];
 
-/// Whether `head` (an object's first bytes, [`SNIFF_BYTES`] suffice) starts a video
+/// Whether `head` (an object's first [`SNIFF_BYTES`] bytes, or all of a shorter one) starts a video
 /// container: MP4/MOV/3GP (an `ftyp`, `moov`, `mdat`, `free`, `skip` or `wide` box, not an
 /// image brand), Matroska/WebM (EBML), AVI (RIFF `AVI `), MPEG-TS (sync bytes every 188),
 /// MPEG-PS, FLV, Ogg or raw YUV4MPEG2.
