@@ -552,14 +552,14 @@ async fn a_stop_request_mid_video_ends_within_the_grace_and_a_rerun_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rank_ten_times_slower_on_videos_does_not_hold_the_job() {
+async fn a_rank_far_slower_on_videos_does_not_hold_the_job() {
     let (store, want, bad) = inputs("v-slow", 12, None).await;
     let spec = spec("v-slow", "vl").with_chunk_size(2);
     let fast = Arc::new(Pixels {
-        delay: Duration::from_millis(5),
+        delay: Duration::from_millis(2),
     });
     let slow = Arc::new(Pixels {
-        delay: Duration::from_millis(50),
+        delay: Duration::from_millis(200),
     });
     let (a, b) = tokio::join!(
         run(&store, &spec, fast, 0, 2),
