@@ -12,7 +12,8 @@
 //!
 //! - `gcs` (default): Google Cloud Storage through its JSON API (`gs://`, `store::gcs`).
 //! - `s3` (default): S3 through `object_store`'s `aws` client (`s3://`).
-//! - `testing`: the fault-injecting HTTP proxy of `dataflux::testing`.
+//! - `testing`: the fault-injecting HTTP proxy of the test kit (`dataflux-testkit`), as
+//!   `dataflux::testing`.
 //!
 //! Local directories (`file://`, a bare path) and memory stores (`memory://`) are always
 //! there. A `gs://` or `s3://` location in a build without its feature is refused by
@@ -33,8 +34,9 @@ pub mod shard;
 pub mod split;
 pub mod stats;
 pub mod store;
+/// The fault-injecting HTTP proxy of the test kit ([`dataflux_testkit::fault_proxy`]).
 #[cfg(feature = "testing")]
-pub mod testing;
+pub use dataflux_testkit::fault_proxy as testing;
 
 pub use compose::{FetchOptions, Fetcher};
 pub use dataset::{Cursor, Dataset, DatasetConfig, Item};

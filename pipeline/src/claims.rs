@@ -18,19 +18,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use dataflux::{PutMode, Store};
+use dataflux::PutMode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub(crate) use crate::commit_format::Commit;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
 use crate::progress::JobTally;
+use crate::run_store::RunStore;
 use crate::store_ops::{self, with_deadline};
 
 /// What is known of every chunk at one look at the store.
@@ -83,14 +83,13 @@ pub(crate) fn read_claim(body: &[u8]) -> Option<(String, usize)> {
 
 /// One process's side of the protocol.
 pub(crate) struct Claims {
-    store: Arc<dyn Store>,
-    layout: Layout,
+    /// The run's bookkeeping store.
+    run: RunStore,
     holder: String,
     rank: usize,
     world: usize,
     chunks: usize,
     lease: Duration,
-    deadline: Duration,
     /// Chunks this process holds → its claim's name. Renewal and release take the lock
     /// for their writes, so a release is never followed by a renewal of the same claim.
     held: tokio::sync::Mutex<HashMap<usize, String>>,
@@ -112,25 +111,14 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        layout: Layout,
-        rank: usize,
-        world: usize,
-        chunks: usize,
-        lease: Duration,
-        deadline: Duration,
-    ) -> Self {
+    pub fn new(run: RunStore, rank: usize, world: usize, chunks: usize, lease: Duration) -> Self {
         Self {
-            store,
-            layout,
+            run,
             holder: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
             rank,
             world,
             chunks,
             lease,
-            deadline,
             held: Default::default(),
             held_snapshot: Mutex::new(HashSet::new()),
             backups: AtomicUsize::new(0),
@@ -151,6 +139,11 @@ impl Claims {
             .unwrap_or_default()
     }
 
+    /// The run's bookkeeping store.
+    pub fn run(&self) -> &RunStore {
+        &self.run
+    }
+
     /// This process's id in claims and temporaries.
     pub fn holder(&self) -> &str {
         &self.holder
@@ -158,13 +151,14 @@ impl Claims {
 
     /// Reads the store's clock: writes this process's probe and reads its timestamp.
     pub async fn tick_clock(&self) -> Result<()> {
-        let name = self.layout.clock(&self.holder);
+        let name = self.run.layout.clock(&self.holder);
         let at = Instant::now();
-        let meta = with_deadline(self.deadline, "reading the store's clock", || async {
-            self.store
+        let meta = with_deadline(self.run.deadline, "reading the store's clock", || async {
+            self.run
+                .store
                 .put(&name, Bytes::from(self.holder.clone()), PutMode::Overwrite)
                 .await?;
-            self.store.head(&name).await
+            self.run.store.head(&name).await
         })
         .await?;
         if let Some(t) = meta.updated {
@@ -193,9 +187,15 @@ impl Claims {
             committed: vec![false; self.chunks],
             latest: vec![None; self.chunks],
         };
-        for o in store_ops::list_all(&self.store, &self.layout.commits_dir(), self.deadline).await?
+        for o in store_ops::list_all(
+            &self.run.store,
+            &self.run.layout.commits_dir(),
+            self.run.deadline,
+        )
+        .await?
         {
             if let Some(c) = self
+                .run
                 .layout
                 .parse_commit(&o.name)
                 .filter(|&c| c < self.chunks)
@@ -203,8 +203,14 @@ impl Claims {
                 board.committed[c] = true;
             }
         }
-        for o in store_ops::list_all(&self.store, &self.layout.claims_dir(), self.deadline).await? {
-            let Some((c, attempt)) = self.layout.parse_claim(&o.name) else {
+        for o in store_ops::list_all(
+            &self.run.store,
+            &self.run.layout.claims_dir(),
+            self.run.deadline,
+        )
+        .await?
+        {
+            let Some((c, attempt)) = self.run.layout.parse_claim(&o.name) else {
                 continue;
             };
             if c >= self.chunks {
@@ -222,11 +228,7 @@ impl Claims {
         }
         // Last: the summary is written before the run's commits are removed, so a board
         // that misses removed commits sees the summary.
-        let summary = self.layout.job_summary();
-        board.finished = with_deadline(self.deadline, "checking the job summary", || {
-            store_ops::exists(self.store.as_ref(), &summary)
-        })
-        .await?;
+        board.finished = self.run.finished().await?;
         Ok(board)
     }
 
@@ -320,20 +322,20 @@ impl Claims {
 
     /// Tries to claim `chunk` as `attempt`; `true` if this process now holds it.
     pub async fn try_claim(&self, chunk: usize, attempt: u32) -> Result<bool> {
-        let name = self.layout.claim(chunk, attempt);
+        let name = self.run.layout.claim(chunk, attempt);
         let body = self.claim_body()?;
         let mut held = self.held.lock().await;
-        let won = with_deadline(self.deadline, "claiming a chunk", || {
-            store_ops::create(self.store.as_ref(), &name, body.clone())
+        let won = with_deadline(self.run.deadline, "claiming a chunk", || {
+            store_ops::create(self.run.store.as_ref(), &name, body.clone())
         })
         .await?;
         if !won {
             return Ok(false);
         }
         // Committed since the board was read: nothing to do.
-        let commit = self.layout.commit(chunk);
-        if with_deadline(self.deadline, "checking a commit", || {
-            store_ops::exists(self.store.as_ref(), &commit)
+        let commit = self.run.layout.commit(chunk);
+        if with_deadline(self.run.deadline, "checking a commit", || {
+            store_ops::exists(self.run.store.as_ref(), &commit)
         })
         .await?
         {
@@ -352,7 +354,7 @@ impl Claims {
         })
         .map(Bytes::from)
         .map_err(|e| Error::Corrupt {
-            location: self.layout.claims_dir(),
+            location: self.run.layout.claims_dir(),
             reason: e.to_string(),
         })
     }
@@ -369,7 +371,12 @@ impl Claims {
             let held = self.held.lock().await;
             let Ok(body) = self.claim_body() else { return };
             for name in held.values() {
-                if let Err(e) = self.store.put(name, body.clone(), PutMode::Overwrite).await {
+                if let Err(e) = self
+                    .run
+                    .store
+                    .put(name, body.clone(), PutMode::Overwrite)
+                    .await
+                {
                     tracing::warn!(claim = %name, error = %e, "could not renew a claim");
                 }
             }
@@ -394,6 +401,7 @@ impl Claims {
         let mut held = self.held.lock().await;
         if let Some(name) = held.remove(&chunk) {
             if let Err(e) = self
+                .run
                 .store
                 .put(&name, Bytes::new(), PutMode::Overwrite)
                 .await
@@ -428,9 +436,9 @@ impl Claims {
         backup: bool,
         took: Duration,
     ) -> Result<bool> {
-        let name = self.layout.commit(chunk);
-        let ours = with_deadline(self.deadline, "committing a chunk", || {
-            store_ops::create(self.store.as_ref(), &name, body.clone())
+        let name = self.run.layout.commit(chunk);
+        let ours = with_deadline(self.run.deadline, "committing a chunk", || {
+            store_ops::create(self.run.store.as_ref(), &name, body.clone())
         })
         .await?;
         if backup {
@@ -466,20 +474,20 @@ impl Claims {
     }
 
     async fn delete_claim(&self, name: &str) {
-        if let Err(e) = self.store.delete(name).await {
+        if let Err(e) = self.run.store.delete(name).await {
             tracing::debug!(claim = %name, error = %e, "could not delete a claim (removed at the end)");
         }
     }
 
     /// Reads a committed chunk.
     pub async fn read_commit(&self, chunk: usize) -> Result<Commit> {
-        let name = self.layout.commit(chunk);
-        let bytes = with_deadline(self.deadline, "reading a commit", || {
-            self.store.get(&name, None)
+        let name = self.run.layout.commit(chunk);
+        let bytes = with_deadline(self.run.deadline, "reading a commit", || {
+            self.run.store.get(&name, None)
         })
         .await?;
         Commit::decode(bytes).map_err(|reason| Error::Corrupt {
-            location: self.store.object_url(&name),
+            location: self.run.store.object_url(&name),
             reason,
         })
     }

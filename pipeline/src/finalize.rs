@@ -10,7 +10,6 @@
 //! temporaries: claims, commits, clock probes, composites.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use dataflux::{FetchOptions, Fetcher, PutMode, Store};
@@ -19,12 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
 use crate::error::{Error, Result};
-use crate::layout::{shard_chunks, Layout};
+use crate::layout::shard_chunks;
 use crate::model::Column;
 use crate::output::{shard_results, ERRORS_HEADER};
 use crate::plan::Index;
+use crate::run_store::RunStore;
 use crate::spec::OutputFormat;
-use crate::store_ops::{self, get_or_none, with_deadline, Poller};
+use crate::store_ops::{self, get_or_none, with_deadline};
 use crate::summary::{JobSummary, RankSummary, ShardSummary};
 
 #[derive(Serialize, Deserialize)]
@@ -35,8 +35,7 @@ struct FinalPlan {
 /// What finalizing needs.
 pub(crate) struct Finalizer<'a> {
     pub input: &'a Arc<dyn Store>,
-    pub output: &'a Arc<dyn Store>,
-    pub layout: &'a Layout,
+    pub run: &'a RunStore,
     pub index: &'a Index,
     pub claims: &'a Claims,
     pub format: OutputFormat,
@@ -44,9 +43,6 @@ pub(crate) struct Finalizer<'a> {
     pub rank: usize,
     pub world: usize,
     pub temp_prefix: &'a str,
-    pub deadline: Duration,
-    pub wait_timeout: Duration,
-    pub poll: Duration,
 }
 
 /// What finalizing did: `None` if the run turned out to be finished by another attempt.
@@ -79,7 +75,7 @@ impl Finalizer<'_> {
         let images_ok = all.iter().map(|s| s.images_ok).sum::<u64>();
         let images_failed = all.iter().map(|s| s.images_failed).sum::<u64>();
         let job = JobSummary {
-            run_id: self.layout.run_id.clone(),
+            run_id: self.run.layout.run_id.clone(),
             shards,
             chunks: self.index.chunks(),
             images: self.index.count as u64,
@@ -94,34 +90,30 @@ impl Finalizer<'_> {
             shard_summaries: all,
             rank0,
         };
-        self.put_json(&self.layout.job_summary(), &job).await?;
+        self.put_json(&self.run.layout.job_summary(), &job).await?;
         self.clean_up().await?;
         Ok(Some((written, Some(job))))
     }
 
     async fn finished(&self) -> Result<bool> {
-        let name = self.layout.job_summary();
-        with_deadline(self.deadline, "checking the job summary", || {
-            store_ops::exists(self.output.as_ref(), &name)
-        })
-        .await
+        self.run.finished().await
     }
 
     /// The run's number of output shards: fixed here (this attempt's world size) unless an
     /// earlier finisher fixed it.
     async fn shard_count(&self) -> Result<usize> {
-        let name = self.layout.final_plan();
+        let name = self.run.layout.final_plan();
         let ours = serde_json::to_vec(&FinalPlan { shards: self.world })
             .map_err(|e| self.corrupt(&name, e))?;
-        let created = with_deadline(self.deadline, "fixing the output shards", || {
-            store_ops::create(self.output.as_ref(), &name, Bytes::from(ours.clone()))
+        let created = with_deadline(self.run.deadline, "fixing the output shards", || {
+            store_ops::create(self.run.store.as_ref(), &name, Bytes::from(ours.clone()))
         })
         .await?;
         if created {
             return Ok(self.world);
         }
-        let bytes = with_deadline(self.deadline, "reading the output shards", || {
-            self.output.get(&name, None)
+        let bytes = with_deadline(self.run.deadline, "reading the output shards", || {
+            self.run.store.get(&name, None)
         })
         .await?;
         let plan: FinalPlan = serde_json::from_slice(&bytes).map_err(|e| self.corrupt(&name, e))?;
@@ -160,18 +152,24 @@ impl Finalizer<'_> {
         };
         let results = Bytes::from(results);
         let errors = Bytes::from(errors);
-        let (results_name, errors_name) = (self.layout.results(shard), self.layout.errors(shard));
+        let (results_name, errors_name) = (
+            self.run.layout.results(shard),
+            self.run.layout.errors(shard),
+        );
         futures::try_join!(
-            with_deadline(self.deadline, "writing a results file", || {
-                self.output
+            with_deadline(self.run.deadline, "writing a results file", || {
+                self.run
+                    .store
                     .put(&results_name, results.clone(), PutMode::Overwrite)
             }),
-            with_deadline(self.deadline, "writing an errors file", || {
-                self.output
+            with_deadline(self.run.deadline, "writing an errors file", || {
+                self.run
+                    .store
                     .put(&errors_name, errors.clone(), PutMode::Overwrite)
             }),
         )?;
-        self.put_json(&self.layout.success(shard), &summary).await?;
+        self.put_json(&self.run.layout.success(shard), &summary)
+            .await?;
         tracing::info!(
             shard,
             shards,
@@ -187,16 +185,16 @@ impl Finalizer<'_> {
         shards: usize,
         mine: &[ShardSummary],
     ) -> Result<Vec<ShardSummary>> {
-        let poller = Poller::new(self.poll, self.wait_timeout);
+        let poller = self.run.poller();
         let mut found: Vec<Option<ShardSummary>> = vec![None; shards];
         for s in mine.iter().filter(|s| s.shard < shards) {
             found[s.shard] = Some(s.clone());
         }
         loop {
             for (s, slot) in found.iter_mut().enumerate().filter(|(_, f)| f.is_none()) {
-                let name = self.layout.success(s);
-                let bytes = with_deadline(self.deadline, "reading a shard's marker", || {
-                    get_or_none(self.output.as_ref(), &name)
+                let name = self.run.layout.success(s);
+                let bytes = with_deadline(self.run.deadline, "reading a shard's marker", || {
+                    get_or_none(self.run.store.as_ref(), &name)
                 })
                 .await?;
                 if let Some(b) = bytes {
@@ -220,17 +218,18 @@ impl Finalizer<'_> {
     /// final plan, composites in the input.
     async fn clean_up(&self) -> Result<()> {
         let (claims, commits, clock) = (
-            self.layout.claims_dir(),
-            self.layout.commits_dir(),
-            self.layout.clock_dir(),
+            self.run.layout.claims_dir(),
+            self.run.layout.commits_dir(),
+            self.run.layout.clock_dir(),
         );
-        let name = self.layout.final_plan();
+        let name = self.run.layout.final_plan();
         let (a, b, c, ()) = futures::try_join!(
-            store_ops::delete_all(self.output, &claims, self.deadline),
-            store_ops::delete_all(self.output, &commits, self.deadline),
-            store_ops::delete_all(self.output, &clock, self.deadline),
-            with_deadline(self.deadline, "removing the final plan", || self
-                .output
+            store_ops::delete_all(&self.run.store, &claims, self.run.deadline),
+            store_ops::delete_all(&self.run.store, &commits, self.run.deadline),
+            store_ops::delete_all(&self.run.store, &clock, self.run.deadline),
+            with_deadline(self.run.deadline, "removing the final plan", || self
+                .run
+                .store
                 .delete(&name)),
         )?;
         let mut removed = a + b + c;
@@ -238,9 +237,9 @@ impl Finalizer<'_> {
             self.input.clone(),
             FetchOptions::default()
                 .with_temp_prefix(self.temp_prefix)
-                .with_run_id(self.layout.run_id.clone()),
+                .with_run_id(self.run.layout.run_id.clone()),
         );
-        removed += with_deadline(self.deadline, "sweeping the run's composites", || {
+        removed += with_deadline(self.run.deadline, "sweeping the run's composites", || {
             sweeper.sweep()
         })
         .await?;
@@ -251,8 +250,8 @@ impl Finalizer<'_> {
     async fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let body =
             Bytes::from(serde_json::to_vec_pretty(value).map_err(|e| self.corrupt(name, e))?);
-        with_deadline(self.deadline, "writing a summary", || {
-            self.output.put(name, body.clone(), PutMode::Overwrite)
+        with_deadline(self.run.deadline, "writing a summary", || {
+            self.run.store.put(name, body.clone(), PutMode::Overwrite)
         })
         .await?;
         Ok(())
@@ -260,7 +259,7 @@ impl Finalizer<'_> {
 
     fn corrupt(&self, name: &str, e: serde_json::Error) -> Error {
         Error::Corrupt {
-            location: self.output.object_url(name),
+            location: self.run.store.object_url(name),
             reason: e.to_string(),
         }
     }

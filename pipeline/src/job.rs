@@ -19,10 +19,11 @@ use crate::layout::Layout;
 use crate::model::{BatchModel, Column, ColumnKind};
 use crate::plan::Planner;
 use crate::progress::Progress;
+use crate::run_store::RunStore;
 use crate::spec::{default_run_id, JobSpec};
 use crate::stages::commit::{CommitConfig, CommitCounts};
 use crate::stages::{batch, claim, commit, decode, fetch, infer};
-use crate::store_ops::{self, with_deadline};
+use crate::store_ops::with_deadline;
 use crate::summary::{Finished, Outcome, RankSummary, StageTimes};
 
 /// A partial batch leaves after this long without a new item.
@@ -194,27 +195,25 @@ impl Job {
 
         let t = Instant::now();
         let summary_name = layout.job_summary();
+        let run = RunStore {
+            store: output.clone(),
+            layout: layout.clone(),
+            deadline: spec.store_deadline,
+            poll: spec.poll,
+            wait_timeout: spec.wait_timeout,
+        };
         let planner = Planner {
             input: &input,
             input_prefix: &spec.input.prefix,
-            output: &output,
-            layout: &layout,
+            run: &run,
             definition: &definition,
             chunk_size: spec.chunk_size,
             chunk_bytes: spec.chunk_bytes,
             lister: topology.rank == 0,
-            wait_timeout: spec.wait_timeout,
-            poll: spec.poll,
-            store_deadline: spec.store_deadline,
         };
         // The plan (checked against this job's definition first) and whether the run has
         // finished, asked at once.
-        let (index, finished) = tokio::join!(
-            planner.index(),
-            with_deadline(spec.store_deadline, "checking the job summary", || {
-                store_ops::exists(output.as_ref(), &summary_name)
-            })
-        );
+        let (index, finished) = tokio::join!(planner.index(), run.finished());
         let (index, finished) = (index?, finished?);
         progress.plan(index.chunks(), index.count);
         let mut stages = StageTimes {
@@ -228,13 +227,11 @@ impl Job {
         }
 
         let claims = Arc::new(Claims::new(
-            output.clone(),
-            layout.clone(),
+            run.clone(),
             topology.rank,
             topology.world_size,
             index.chunks(),
             spec.lease,
-            spec.store_deadline,
         ));
         let pool = Arc::new(
             CpuPool::new(spec.decode_threads).map_err(|e| Error::Config {
@@ -276,12 +273,8 @@ impl Job {
         let renew_stop = CancellationToken::new();
         let mut tasks = Tasks::default();
         let claim_config = claim::ClaimConfig {
-            output: output.clone(),
-            layout: layout.clone(),
             index: index.clone(),
             speculate: spec.speculate,
-            poll: spec.poll,
-            deadline: spec.store_deadline,
             progress: progress.clone(),
         };
         let queue = pool.threads() * 4;
@@ -482,8 +475,7 @@ impl Job {
         let t = Instant::now();
         let finalizer = Finalizer {
             input: &input,
-            output: &output,
-            layout: &layout,
+            run: &run,
             index: &index,
             claims: &claims,
             format: spec.format,
@@ -491,9 +483,6 @@ impl Job {
             rank: topology.rank,
             world: topology.world_size,
             temp_prefix: &temp_prefix,
-            deadline: spec.store_deadline,
-            wait_timeout: spec.wait_timeout,
-            poll: spec.poll,
         };
         let finalized = finalizer
             .run(|| {

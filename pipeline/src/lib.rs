@@ -93,6 +93,7 @@ pub mod output;
 mod pick;
 pub mod plan;
 pub mod progress;
+mod run_store;
 pub mod spec;
 pub mod stages;
 pub mod status;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use dataflux::{list, manifest, ListOptions, Listing, ObjectMeta, PutMode, Skipped, Store};
@@ -14,8 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layout::Layout;
-use crate::store_ops::{get_or_none, with_deadline, Poller};
+use crate::run_store::RunStore;
+use crate::store_ops::with_deadline;
 
 const FORMAT: &str = "dataflux-run-index";
 const VERSION: u32 = 1;
@@ -100,22 +100,18 @@ pub fn chunk_starts(sizes: &[u64], size: usize, bytes: u64) -> Vec<usize> {
 pub(crate) struct Planner<'a> {
     pub input: &'a Arc<dyn Store>,
     pub input_prefix: &'a str,
-    pub output: &'a Arc<dyn Store>,
-    pub layout: &'a Layout,
+    pub run: &'a RunStore,
     pub definition: &'a BTreeMap<String, String>,
     pub chunk_size: usize,
     pub chunk_bytes: Option<u64>,
     pub lister: bool,
-    pub wait_timeout: Duration,
-    pub poll: Duration,
-    pub store_deadline: Duration,
 }
 
 impl Planner<'_> {
     /// The run's index: read and checked against this job's definition, or (on the lister,
     /// when there is none yet) made from a fresh listing; other ranks wait for it.
     pub async fn index(&self) -> Result<Index> {
-        let poller = Poller::new(self.poll, self.wait_timeout);
+        let poller = self.run.poller();
         loop {
             if let Some(index) = self.read_index().await? {
                 self.check(&index)?;
@@ -131,7 +127,7 @@ impl Planner<'_> {
                 return Err(Error::Timeout {
                     what: format!(
                         "rank 0 to list the input ({})",
-                        self.output.object_url(&self.layout.index())
+                        self.run.url(&self.run.layout.index())
                     ),
                     waited,
                 });
@@ -140,19 +136,19 @@ impl Planner<'_> {
     }
 
     async fn read_index(&self) -> Result<Option<Index>> {
-        let name = self.layout.index();
-        let bytes = with_deadline(self.store_deadline, "reading the run's index", || {
-            get_or_none(self.output.as_ref(), &name)
-        })
-        .await?;
+        let name = self.run.layout.index();
+        let bytes = self
+            .run
+            .get_or_none(&name, "reading the run's index")
+            .await?;
         let Some(bytes) = bytes else { return Ok(None) };
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            location: self.output.object_url(&name),
+            location: self.run.url(&name),
             reason: e.to_string(),
         })?;
         if index.format != FORMAT || index.version != VERSION {
             return Err(Error::Corrupt {
-                location: self.output.object_url(&name),
+                location: self.run.url(&name),
                 reason: format!("format {:?} version {}", index.format, index.version),
             });
         }
@@ -175,7 +171,7 @@ impl Planner<'_> {
         }
         if index.chunk_size != self.chunk_size {
             tracing::warn!(
-                run = %self.layout.run_id,
+                run = %self.run.layout.run_id,
                 saved = index.chunk_size,
                 asked = self.chunk_size,
                 "the run's chunk size is fixed when it starts: keeping the saved one"
@@ -185,7 +181,7 @@ impl Planner<'_> {
             Ok(())
         } else {
             Err(Error::DefinitionChanged {
-                run_id: self.layout.run_id.clone(),
+                run_id: self.run.layout.run_id.clone(),
                 changes,
             })
         }
@@ -196,7 +192,7 @@ impl Planner<'_> {
     async fn publish(&self) -> Result<Option<Index>> {
         let started = Instant::now();
         let options = ListOptions::default();
-        let listing = with_deadline(self.store_deadline, "listing the input", || {
+        let listing = with_deadline(self.run.deadline, "listing the input", || {
             list(self.input, self.input_prefix, &options)
         })
         .await?;
@@ -236,10 +232,10 @@ impl Planner<'_> {
         drop(listing);
         futures::stream::iter(chunks)
             .map(|(c, bytes)| {
-                let name = self.layout.manifest_chunk(&listing_id, c);
+                let name = self.run.layout.manifest_chunk(&listing_id, c);
                 async move {
-                    with_deadline(self.store_deadline, "writing the manifest", || {
-                        self.output.put(&name, bytes.clone(), PutMode::Overwrite)
+                    with_deadline(self.run.deadline, "writing the manifest", || {
+                        self.run.store.put(&name, bytes.clone(), PutMode::Overwrite)
                     })
                     .await
                 }
@@ -248,33 +244,32 @@ impl Planner<'_> {
             .try_collect::<Vec<_>>()
             .await?;
         let body = serde_json::to_vec_pretty(&index).map_err(|e| Error::Corrupt {
-            location: self.layout.index(),
+            location: self.run.layout.index(),
             reason: e.to_string(),
         })?;
-        let index_name = self.layout.index();
-        let created = with_deadline(self.store_deadline, "creating the run's index", || {
-            crate::store_ops::create(self.output.as_ref(), &index_name, Bytes::from(body.clone()))
-        })
-        .await?;
+        let index_name = self.run.layout.index();
+        let created = self
+            .run
+            .create(&index_name, Bytes::from(body), "creating the run's index")
+            .await?;
         if created {
             return Ok(Some(index));
         }
         tracing::info!("another rank 0 published the run's listing first: using its");
-        let dir = self.layout.manifest_dir(&listing_id);
-        crate::store_ops::delete_all(self.output, &dir, self.store_deadline).await?;
+        let dir = self.run.layout.manifest_dir(&listing_id);
+        crate::store_ops::delete_all(&self.run.store, &dir, self.run.deadline).await?;
         Ok(None)
     }
 }
 
 /// Reads one chunk's objects.
 pub(crate) async fn load_chunk(
-    output: &dyn Store,
-    layout: &Layout,
+    run: &RunStore,
     index: &Index,
     chunk: usize,
-    deadline: Duration,
 ) -> Result<Vec<ObjectMeta>> {
-    let name = layout.manifest_chunk(&index.listing, chunk);
+    let (output, deadline) = (run.store.as_ref(), run.deadline);
+    let name = run.layout.manifest_chunk(&index.listing, chunk);
     let bytes = with_deadline(deadline, "reading a chunk's manifest", || {
         output.get(&name, None)
     })

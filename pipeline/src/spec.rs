@@ -688,3 +688,66 @@ pub fn default_run_id(definition: &BTreeMap<String, String>) -> String {
     }
     format!("run-{crc:08x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_video(sampling: Sampling) -> JobSpec {
+        JobSpec::default().with_video(Some(sampling))
+    }
+
+    fn setting(spec: &JobSpec) -> Option<&'static str> {
+        match spec.validate() {
+            Err(Error::Config { setting, .. }) => Some(setting),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn video_settings_that_cannot_run_name_their_flag() {
+        assert_eq!(
+            setting(&with_video(Sampling::fps(0.0))),
+            Some("--video-fps")
+        );
+        assert_eq!(
+            setting(&with_video(Sampling::fps(f64::NAN))),
+            Some("--video-fps")
+        );
+        assert_eq!(
+            setting(&with_video(Sampling::fps(1.0).with_max_frames(Some(0)))),
+            Some("--video-max-frames")
+        );
+        assert_eq!(
+            setting(&with_video(Sampling::default().with_max_frames(Some(3)))),
+            Some("--video-fps")
+        );
+        assert_eq!(
+            setting(&JobSpec::default().with_chunk_bytes(Some(0))),
+            Some("--chunk-bytes")
+        );
+    }
+
+    #[test]
+    fn video_sampling_needs_the_feature() {
+        let spec = with_video(Sampling::fps(1.0));
+        if dataflux_inference::video::SUPPORTED {
+            assert!(spec.validate().is_ok());
+        } else {
+            // A build without `video`: a configuration error naming the flag and the feature.
+            let err = spec.validate().unwrap_err();
+            assert!(err.to_string().contains("--features video"), "{err}");
+            assert_eq!(setting(&spec), Some("--video-fps"));
+        }
+    }
+
+    #[test]
+    fn the_sampling_is_part_of_the_run_definition() {
+        let a = with_video(Sampling::fps(1.0)).definition("classify", BTreeMap::new());
+        let b = with_video(Sampling::fps(0.5)).definition("classify", BTreeMap::new());
+        let none = JobSpec::default().definition("classify", BTreeMap::new());
+        assert_ne!(a, b);
+        assert_eq!(a.get("video.fps").map(String::as_str), Some("1"));
+        assert!(!none.contains_key("video.fps"));
+    }
+}

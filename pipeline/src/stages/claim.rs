@@ -4,27 +4,22 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dataflux::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::carrier::Chunk;
 use crate::claims::{Board, Claims, Pick};
 use crate::error::{Error, Result};
-use crate::layout::Layout;
 use crate::plan::{load_chunk, Index};
 use crate::progress::Progress;
 
-/// Where the claim stage reads chunk manifests from, and how it waits.
+/// The run's plan, whether to back up, and who hears of each look (the run's store, and how
+/// often to look again, are the claims').
 pub(crate) struct ClaimConfig {
-    pub output: Arc<dyn Store>,
-    pub layout: Layout,
     pub index: Index,
     pub speculate: bool,
-    pub poll: Duration,
-    pub deadline: Duration,
     pub progress: Progress,
 }
 
@@ -70,22 +65,14 @@ pub(crate) async fn run(
                 let changed = claims.changed.notified();
                 tokio::select! {
                     _ = changed => {}
-                    _ = tokio::time::sleep(config.poll) => {}
+                    _ = tokio::time::sleep(claims.run().poll) => {}
                     _ = stop.cancelled() => return Ok(()),
                 }
                 board = look(&claims, &config.index, &config.progress).await?;
                 continue;
             }
         };
-        let objects = match load_chunk(
-            config.output.as_ref(),
-            &config.layout,
-            &config.index,
-            chunk,
-            config.deadline,
-        )
-        .await
-        {
+        let objects = match load_chunk(claims.run(), &config.index, chunk).await {
             Ok(o) => o,
             Err(e) => {
                 give_back(&claims, chunk, backup).await;

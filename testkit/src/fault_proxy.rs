@@ -1,4 +1,4 @@
-//! Test support (feature `testing`): a fault-injecting HTTP proxy to put in front of a GCS
+//! A fault-injecting HTTP proxy to put in front of a GCS
 //! emulator, so that the faults real object stores have — 503 storms, connections that
 //! accept a request and never answer, bodies cut short — reach the real client code.
 //!
