@@ -171,13 +171,7 @@ pub(crate) fn produce<M: BatchModel>(
         part,
         value,
     };
-    let bad = |kind: &str, message: String| {
-        Failure::Bad(BadInput {
-            object: object.name.clone(),
-            kind: kind.into(),
-            message,
-        })
-    };
+    let bad = |kind: &str, message: String| bad(&object, kind, message);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(model, config, &object, source, &|part, value| {
             tx.blocking_send(out(part, value)).is_ok()
@@ -202,13 +196,7 @@ fn run<M: BatchModel>(
     source: Source,
     send: Emit<'_, M::Input>,
 ) {
-    let bad = |kind: &str, message: String| {
-        Failure::Bad(BadInput {
-            object: object.name.clone(),
-            kind: kind.into(),
-            message,
-        })
-    };
+    let bad = |kind: &str, message: String| bad(object, kind, message);
     let reject = |r: crate::model::Rejection| bad(&r.kind, r.message);
     match source {
         Source::Bytes(bytes) => {
@@ -288,11 +276,7 @@ fn fetch_failure(object: &ObjectMeta, e: dataflux::Error) -> Failure {
     if e.is_temporary() {
         return Failure::Transient(e.to_string());
     }
-    Failure::Bad(BadInput {
-        object: object.name.clone(),
-        kind: crate::stages::fetch::error_kind(&e).into(),
-        message: e.to_string(),
-    })
+    bad(object, crate::stages::fetch::error_kind(&e), e.to_string())
 }
 
 fn store_failure(
@@ -302,11 +286,7 @@ fn store_failure(
 ) -> Failure {
     match error.lock().ok().and_then(|mut e| e.take()) {
         Some(e) => fetch_failure(object, e),
-        None => Failure::Bad(BadInput {
-            object: object.name.clone(),
-            kind: "fetch".into(),
-            message: format!("{doing}: the read failed"),
-        }),
+        None => bad(object, "fetch", format!("{doing}: the read failed")),
     }
 }
 
@@ -329,11 +309,8 @@ fn decode<M: BatchModel, R: Read + Seek + Send + 'static>(
     let mut gone = false;
     let result = decode_video(reader, Some(&object.name), &options, |frame| {
         let value = model.preprocess_rgb(&frame.image).map_err(|r| {
-            Failure::Bad(BadInput {
-                object: object.name.clone(),
-                kind: r.kind,
-                message: format!("sample {} at {:.3} s: {}", frame.k, frame.time_s, r.message),
-            })
+            let message = format!("sample {} at {:.3} s: {}", frame.k, frame.time_s, r.message);
+            bad(object, &r.kind, message)
         });
         let part = Part {
             frame: Some(FrameAt {
@@ -360,11 +337,7 @@ fn decode<M: BatchModel, R: Read + Seek + Send + 'static>(
             let stored = store_error.and_then(|s| s.lock().ok().and_then(|mut e| e.take()));
             Some(match stored {
                 Some(store) => fetch_failure(object, store),
-                None => Failure::Bad(BadInput {
-                    object: object.name.clone(),
-                    kind: e.kind().into(),
-                    message: e.to_string(),
-                }),
+                None => bad(object, e.kind(), e.to_string()),
             })
         }
     };
@@ -382,14 +355,7 @@ fn decode<M: BatchModel, R: Read + Seek + Send + 'static>(
         }
         (None, None) => {
             let message = "no frame was sampled (a video without frames)".to_string();
-            send(
-                Part::WHOLE,
-                Err(Failure::Bad(BadInput {
-                    object: object.name.clone(),
-                    kind: "decode".into(),
-                    message,
-                })),
-            );
+            send(Part::WHOLE, Err(bad(object, "decode", message)));
         }
     }
 }
@@ -406,6 +372,15 @@ fn decode<M: BatchModel, R>(
     send(Part::WHOLE, Err(unsupported(object)));
 }
 
+/// The error row of `object`.
+fn bad(object: &ObjectMeta, kind: &str, message: String) -> Failure {
+    Failure::Bad(BadInput {
+        object: object.name.clone(),
+        kind: kind.into(),
+        message,
+    })
+}
+
 /// The error row of a video in a job that does not sample videos (or a build without them).
 pub(crate) fn unsupported(object: &ObjectMeta) -> Failure {
     let message = if dataflux_inference::video::SUPPORTED {
@@ -413,9 +388,5 @@ pub(crate) fn unsupported(object: &ObjectMeta) -> Failure {
     } else {
         "a video: this build has no video support (build with --features video)"
     };
-    Failure::Bad(BadInput {
-        object: object.name.clone(),
-        kind: "unsupported".into(),
-        message: message.into(),
-    })
+    bad(object, "unsupported", message.into())
 }

@@ -236,6 +236,28 @@ async fn attempt(
     futures::future::join_all((0..world).map(|r| run(store, spec, model.clone(), r, world))).await
 }
 
+/// One rank of one reading through `input` (a store over `output`'s), with `model`.
+async fn run_reading<M: BatchModel>(
+    input: Arc<dyn Store>,
+    output: &Arc<dyn Store>,
+    spec: &JobSpec,
+    model: Arc<M>,
+) -> Outcome {
+    let stores = Stores {
+        input,
+        output: output.clone(),
+    };
+    Job::run_on(
+        stores,
+        spec,
+        model,
+        &Topology::single(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("rank finished")
+}
+
 fn finished(o: &Outcome) -> &dataflux_pipeline::Finished {
     match o {
         Outcome::Finished(f) => f,
@@ -410,19 +432,7 @@ async fn outages_and_cut_bodies_on_video_reads_redo_chunks_without_error_rows() 
     let (memory, want, bad) = inputs("v-faults", 6, Some(big)).await;
     let spec = spec("v-faults", "vf").with_prefetch_bytes(512 * 1024);
     let flaky = short_once(outage(memory.clone(), "imgs/", 2.0), "imgs/");
-    let stores = Stores {
-        input: flaky,
-        output: memory.clone(),
-    };
-    let out = Job::run_on(
-        stores,
-        &spec,
-        Arc::new(Pixels::default()),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let out = run_reading(flaky, &memory, &spec, Arc::new(Pixels::default())).await;
     assert!(
         finished(&out).rank.counts.chunks_released >= 1,
         "{:?}",
@@ -450,19 +460,7 @@ async fn a_video_far_larger_than_the_window_is_read_in_bounded_ranges() {
         Answer::Forward
     }));
     let spec = spec("v-big", "vb").with_prefetch_bytes(1 << 20);
-    let stores = Stores {
-        input: counting,
-        output: memory.clone(),
-    };
-    let out = Job::run_on(
-        stores,
-        &spec,
-        Arc::new(Pixels::default()),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let out = run_reading(counting, &memory, &spec, Arc::new(Pixels::default())).await;
     check(&memory, "vb", &want, &bad).await;
     // Read in blocks (never whole, never twice over): one ranged GET per block, and the job's
     // input bytes about the video's size.
@@ -610,15 +608,7 @@ async fn a_panic_preprocessing_a_video_is_its_error_row_and_the_job_goes_on() {
     want.retain(|(id, _), _| id != "hevc");
     bad.insert("imgs/hevc.mkv".into());
     let spec = spec("v-panic", "vp");
-    Job::run_on(
-        stores(&store),
-        &spec,
-        Arc::new(PanicsOnVideos),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    run_reading(store.clone(), &store, &spec, Arc::new(PanicsOnVideos)).await;
     check(&store, "vp", &want, &bad).await;
     let errors = store.get("out/errors_vp_shard_0.csv", None).await.unwrap();
     let text = String::from_utf8_lossy(&errors);
