@@ -27,6 +27,7 @@ use dataflux::PutMode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::carrier::Chunk;
 pub(crate) use crate::commit_format::Commit;
 use crate::error::{Error, Result};
 use crate::progress::JobTally;
@@ -388,7 +389,7 @@ impl Claims {
 
     /// Keeps this process from claiming `chunk` again for a while after a transient
     /// failure (0.5 s, doubling up to 32 s): other ranks may take it at once.
-    pub fn defer(&self, chunk: usize) {
+    fn defer(&self, chunk: usize) {
         if let Ok(mut d) = self.deferred.lock() {
             let n = d.get(&chunk).map(|(_, n)| n + 1).unwrap_or(0);
             let wait = Duration::from_millis(500) * 2u32.saturating_pow(n.min(6));
@@ -427,15 +428,31 @@ impl Claims {
         self.backups.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Commits `chunk` create-only; `true` if this copy is the commit, `false` if the chunk
-    /// was already committed (this copy is discarded). The claim is then dropped.
-    pub async fn commit(
-        &self,
-        chunk: usize,
-        body: Bytes,
-        backup: bool,
-        took: Duration,
-    ) -> Result<bool> {
+    /// Hands back a chunk that will not be processed here: a claim is emptied (another rank,
+    /// or this one later, takes it at once); a backup copy is simply dropped.
+    pub async fn give_back(&self, chunk: &Chunk) {
+        if chunk.backup {
+            self.backup_abandoned();
+        } else {
+            self.release(chunk.id).await;
+        }
+    }
+
+    /// Hands back a chunk that failed transiently: a claimed one is first deferred, so that
+    /// this process does not take it straight back.
+    pub async fn give_back_failed(&self, chunk: &Chunk) {
+        if !chunk.backup {
+            self.defer(chunk.id);
+        }
+        self.give_back(chunk).await;
+    }
+
+    /// Commits `chunk` create-only with `body`; `true` if this copy is the commit, `false`
+    /// if the chunk was already committed (this copy is discarded). The claim is then
+    /// dropped.
+    pub async fn commit(&self, chunk: &Chunk, body: Bytes) -> Result<bool> {
+        let (backup, took) = (chunk.backup, chunk.taken.elapsed());
+        let chunk = chunk.id;
         let name = self.run.layout.commit(chunk);
         let ours = with_deadline(self.run.deadline, "committing a chunk", || {
             store_ops::create(self.run.store.as_ref(), &name, body.clone())
@@ -468,7 +485,7 @@ impl Claims {
     }
 
     /// A backup that could not finish (transient failure, stop).
-    pub fn backup_abandoned(&self) {
+    fn backup_abandoned(&self) {
         self.backups.fetch_sub(1, Ordering::SeqCst);
         self.changed.notify_waiters();
     }

@@ -72,32 +72,23 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        let objects = match load_chunk(claims.run(), &config.index, chunk).await {
-            Ok(o) => o,
-            Err(e) => {
-                give_back(&claims, chunk, backup).await;
-                return Err(e);
-            }
-        };
-        let item = Arc::new(Chunk {
+        let mut item = Chunk {
             id: chunk,
             start: config.index.chunk_range(chunk).start,
-            objects,
+            objects: Vec::new(),
             backup,
             taken: Instant::now(),
-        });
-        if tx.send(item).await.is_err() {
-            give_back(&claims, chunk, backup).await;
+        };
+        match load_chunk(claims.run(), &config.index, chunk).await {
+            Ok(objects) => item.objects = objects,
+            Err(e) => {
+                claims.give_back(&item).await;
+                return Err(e);
+            }
+        }
+        if let Err(mpsc::error::SendError(item)) = tx.send(Arc::new(item)).await {
+            claims.give_back(&item).await;
             return Err(Error::Disconnected("claim"));
         }
-    }
-}
-
-/// Hands back a chunk that will not be processed here.
-pub(crate) async fn give_back(claims: &Claims, chunk: usize, backup: bool) {
-    if backup {
-        claims.backup_abandoned();
-    } else {
-        claims.release(chunk).await;
     }
 }

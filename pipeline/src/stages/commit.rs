@@ -108,7 +108,7 @@ pub(crate) async fn run(
     }
     if let Some(partial) = open {
         // The stream ended inside a chunk (a stop): it is not committed.
-        super::claim::give_back(&claims, partial.chunk.id, partial.chunk.backup).await;
+        claims.give_back(&partial.chunk).await;
     }
     Ok(counts)
 }
@@ -122,11 +122,7 @@ async fn finish(
 ) -> Result<()> {
     let chunk = &done.chunk;
     if let Some(reason) = done.transient {
-        // Deferred before it is released, so that this rank does not take it straight back.
-        if !chunk.backup {
-            claims.defer(chunk.id);
-        }
-        super::claim::give_back(claims, chunk.id, chunk.backup).await;
+        claims.give_back_failed(chunk).await;
         counts.chunks_released += 1;
         let since = *failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() > config.deadline {
@@ -157,14 +153,7 @@ async fn finish(
         results: Bytes::from(chunk_results(config.format, &config.columns, &records)?),
         errors: Bytes::from(error_rows(&done.bad)),
     };
-    let ours = claims
-        .commit(
-            chunk.id,
-            commit.encode(),
-            chunk.backup,
-            chunk.taken.elapsed(),
-        )
-        .await?;
+    let ours = claims.commit(chunk, commit.encode()).await?;
     if ours {
         config.progress.chunk_committed();
         counts.chunks_committed += 1;
@@ -174,7 +163,6 @@ async fn finish(
             chunk = chunk.id,
             images = chunk.objects.len(),
             bad = commit.failed,
-            backup = chunk.backup,
             secs = chunk.taken.elapsed().as_secs_f64(),
             "committed a chunk"
         );

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::carrier::{BadInput, Chunk, Failure, Item, Part, Payload};
 use crate::claims::Claims;
 use crate::error::{Error, Result};
-use crate::stages::claim::give_back;
 
 pub(crate) async fn run(
     fetcher: Arc<Fetcher>,
@@ -39,7 +38,7 @@ pub(crate) async fn run(
     while let Some(chunk) = rx.recv().await {
         if stop.is_cancelled() {
             // Claimed but not started: give it back at once.
-            give_back(&claims, chunk.id, chunk.backup).await;
+            claims.give_back(&chunk).await;
             continue;
         }
         let remote = |i: usize| remote_above.is_some_and(|limit| chunk.objects[i].size > limit);
