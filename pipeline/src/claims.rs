@@ -15,9 +15,13 @@
 //!
 //! Nothing here trusts a claim for correctness: claims only avoid doing work twice; the
 //! create-only commit is what makes every image's row exist exactly once.
+//!
+//! Apart from the protocol: which chunk to take next is [`crate::pick`] (pure, unit-tested),
+//! the store's clock [`crate::store_clock`], a commit's bytes [`crate::commit_format`], and
+//! the run's store [`crate::run_store`]. A process's state is one `Mutex<State>` (never held
+//! across an await) besides the async lock over the claims it holds.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,7 @@ pub(crate) use crate::commit_format::Commit;
 use crate::error::{Error, Result};
 use crate::progress::JobTally;
 use crate::run_store::RunStore;
+use crate::store_clock::Reading;
 use crate::store_ops::{self, with_deadline};
 
 /// What is known of every chunk at one look at the store.
@@ -94,21 +99,29 @@ pub(crate) struct Claims {
     /// Chunks this process holds → its claim's name. Renewal and release take the lock
     /// for their writes, so a release is never followed by a renewal of the same claim.
     held: tokio::sync::Mutex<HashMap<usize, String>>,
-    /// The chunks of `held`, readable without waiting for a renewal's writes.
-    held_snapshot: Mutex<HashSet<usize>>,
-    backups: AtomicUsize,
-    /// The store's clock as last read, and when (monotonic) it was read.
-    clock: Mutex<Option<(DateTime<Utc>, Instant)>>,
-    /// Chunks this process committed (or found committed when it tried).
-    committed_here: Mutex<HashSet<usize>>,
-    /// Chunks this process gave back after a transient failure: not before, and how often.
-    deferred: Mutex<HashMap<usize, (Instant, u32)>>,
-    /// When this process first saw each chunk held by someone else.
-    seen_held: Mutex<HashMap<usize, Instant>>,
-    /// Mean seconds from claim to commit here, and how many chunks measured.
-    chunk_secs: Mutex<(f64, u32)>,
+    /// Everything else this process knows, under one lock never held across an await.
+    state: Mutex<State>,
     /// Woken on every commit or release.
     pub changed: Notify,
+}
+
+/// What a [`Claims`] keeps besides its held claims.
+#[derive(Default)]
+struct State {
+    /// The chunks of `held`, readable without waiting for a renewal's writes.
+    held_snapshot: HashSet<usize>,
+    /// Backup copies running here.
+    backups: usize,
+    /// The store's clock as last read.
+    clock: Option<Reading>,
+    /// Chunks this process committed (or found committed when it tried).
+    committed_here: HashSet<usize>,
+    /// Chunks this process gave back after a transient failure: not before, and how often.
+    deferred: HashMap<usize, (Instant, u32)>,
+    /// When this process first saw each chunk held by someone else.
+    seen_held: HashMap<usize, Instant>,
+    /// Mean seconds from claim to commit here, and how many chunks measured.
+    chunk_secs: (f64, u32),
 }
 
 impl Claims {
@@ -121,23 +134,14 @@ impl Claims {
             chunks,
             lease,
             held: Default::default(),
-            held_snapshot: Mutex::new(HashSet::new()),
-            backups: AtomicUsize::new(0),
-            clock: Mutex::new(None),
-            committed_here: Mutex::new(HashSet::new()),
-            deferred: Mutex::new(HashMap::new()),
-            seen_held: Mutex::new(HashMap::new()),
-            chunk_secs: Mutex::new((0.0, 0)),
+            state: Mutex::new(State::default()),
             changed: Notify::new(),
         }
     }
 
     /// Chunks committed by this process (or found committed when it tried to).
     pub fn committed_here(&self) -> HashSet<usize> {
-        self.committed_here
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default()
+        self.with_state(|s| s.committed_here.clone())
     }
 
     /// The run's bookkeeping store.
@@ -150,35 +154,20 @@ impl Claims {
         &self.holder
     }
 
-    /// Reads the store's clock: writes this process's probe and reads its timestamp.
+    /// Reads the store's clock ([`crate::store_clock::probe`]).
     pub async fn tick_clock(&self) -> Result<()> {
-        let name = self.run.layout.clock(&self.holder);
-        let at = Instant::now();
-        let meta = with_deadline(self.run.deadline, "reading the store's clock", || async {
-            self.run
-                .store
-                .put(&name, Bytes::from(self.holder.clone()), PutMode::Overwrite)
-                .await?;
-            self.run.store.head(&name).await
-        })
-        .await?;
-        if let Some(t) = meta.updated {
-            if let Ok(mut c) = self.clock.lock() {
-                *c = Some((t, at));
-            }
-        } else {
-            tracing::warn!(
+        match crate::store_clock::probe(&self.run, &self.holder).await? {
+            Some(reading) => self.with_state(|s| s.clock = Some(reading)),
+            None => tracing::warn!(
                 "the store reports no object timestamps: lapsed leases cannot be taken over"
-            );
+            ),
         }
         Ok(())
     }
 
-    /// The store's time now, estimated from the last probe plus the monotonic time since.
+    /// The store's time now, from the last reading.
     fn now(&self) -> Option<DateTime<Utc>> {
-        let c = self.clock.lock().ok()?;
-        let (t, at) = (*c)?;
-        chrono::Duration::from_std(at.elapsed()).ok().map(|d| t + d)
+        self.with_state(|s| s.clock)?.now()
     }
 
     /// Looks at every claim and commit of the run (two listings).
@@ -271,7 +260,7 @@ impl Claims {
     /// chunk takes here. `None`: nothing to do now.
     pub fn pick(&self, board: &Board, speculate: bool, backed_up: &HashSet<usize>) -> Option<Pick> {
         let now = self.now();
-        let deferred = self.deferred.lock().map(|d| d.clone()).unwrap_or_default();
+        let deferred = self.with_state(|s| s.deferred.clone());
         let held = self.held_now();
         let claimable = |c: usize| -> Option<u32> {
             if board.committed[c] || held.contains(&c) {
@@ -295,30 +284,39 @@ impl Claims {
             return Some(Pick::Claim { chunk, attempt });
         }
         // Chunks held elsewhere (any range: another world size may hold them).
-        let mut seen_held = self.seen_held.lock().ok()?;
+        let mut state = self.state.lock().ok()?;
         for c in 0..self.chunks {
             if !board.committed[c] && !held.contains(&c) && board.latest[c].is_some() {
-                seen_held.entry(c).or_insert_with(Instant::now);
+                state.seen_held.entry(c).or_insert_with(Instant::now);
             } else {
-                seen_held.remove(&c);
+                state.seen_held.remove(&c);
             }
         }
-        let idle = held.is_empty() && self.backups.load(Ordering::SeqCst) == 0;
-        let (mean, measured) = self.chunk_secs.lock().map(|m| *m).unwrap_or((0.0, 0));
+        let idle = held.is_empty() && state.backups == 0;
+        let (mean, measured) = state.chunk_secs;
         if !(speculate && idle && measured > 0) {
             return None;
         }
         let patience = Duration::from_secs_f64((2.0 * mean).max(0.05));
-        let chunk =
-            crate::pick::next_backup(&seen_held, backed_up, patience, self.rank, Instant::now())?;
+        let chunk = crate::pick::next_backup(
+            &state.seen_held,
+            backed_up,
+            patience,
+            self.rank,
+            Instant::now(),
+        )?;
         Some(Pick::Backup { chunk })
     }
 
     fn held_now(&self) -> HashSet<usize> {
-        self.held_snapshot
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.with_state(|s| s.held_snapshot.clone())
+    }
+
+    /// `f` on the state, under its lock (a poisoned lock's state is used as it is: every
+    /// field stays valid on its own).
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state)
     }
 
     /// Tries to claim `chunk` as `attempt`; `true` if this process now holds it.
@@ -361,9 +359,7 @@ impl Claims {
     }
 
     fn sync_held(&self, held: &HashMap<usize, String>) {
-        if let Ok(mut s) = self.held_snapshot.lock() {
-            *s = held.keys().copied().collect();
-        }
+        self.with_state(|s| s.held_snapshot = held.keys().copied().collect());
     }
 
     /// Rewrites every claim this process holds, and reads the store's clock again.
@@ -390,11 +386,11 @@ impl Claims {
     /// Keeps this process from claiming `chunk` again for a while after a transient
     /// failure (0.5 s, doubling up to 32 s): other ranks may take it at once.
     fn defer(&self, chunk: usize) {
-        if let Ok(mut d) = self.deferred.lock() {
-            let n = d.get(&chunk).map(|(_, n)| n + 1).unwrap_or(0);
+        self.with_state(|s| {
+            let n = s.deferred.get(&chunk).map(|(_, n)| n + 1).unwrap_or(0);
             let wait = Duration::from_millis(500) * 2u32.saturating_pow(n.min(6));
-            d.insert(chunk, (Instant::now() + wait, n));
-        }
+            s.deferred.insert(chunk, (Instant::now() + wait, n));
+        });
     }
 
     /// Gives `chunk` back at once (its claim is emptied).
@@ -423,9 +419,9 @@ impl Claims {
         }
     }
 
-    /// Marks a backup task started or finished.
+    /// Marks a backup task started (it ends with its commit or [`Claims::give_back`]).
     pub fn backup_started(&self) {
-        self.backups.fetch_add(1, Ordering::SeqCst);
+        self.with_state(|s| s.backups += 1);
     }
 
     /// Hands back a chunk that will not be processed here: a claim is emptied (another rank,
@@ -459,34 +455,32 @@ impl Claims {
         })
         .await?;
         if backup {
-            self.backups.fetch_sub(1, Ordering::SeqCst);
+            self.with_state(|s| s.backups = s.backups.saturating_sub(1));
         } else {
-            if let Ok(mut m) = self.chunk_secs.lock() {
-                let (mean, n) = *m;
-                *m = (
+            self.with_state(|s| {
+                let (mean, n) = s.chunk_secs;
+                s.chunk_secs = (
                     (mean * f64::from(n) + took.as_secs_f64()) / f64::from(n + 1),
                     n + 1,
                 );
-            }
+            });
             // The claim stays until the run's clean-up: a committed chunk is never claimed
             // again, and one request less per chunk.
             let mut held = self.held.lock().await;
             held.remove(&chunk);
             self.sync_held(&held);
         }
-        if let Ok(mut d) = self.deferred.lock() {
-            d.remove(&chunk);
-        }
-        if let Ok(mut c) = self.committed_here.lock() {
-            c.insert(chunk);
-        }
+        self.with_state(|s| {
+            s.deferred.remove(&chunk);
+            s.committed_here.insert(chunk);
+        });
         self.changed.notify_waiters();
         Ok(ours)
     }
 
     /// A backup that could not finish (transient failure, stop).
     fn backup_abandoned(&self) {
-        self.backups.fetch_sub(1, Ordering::SeqCst);
+        self.with_state(|s| s.backups = s.backups.saturating_sub(1));
         self.changed.notify_waiters();
     }
 

@@ -97,6 +97,7 @@ mod run_store;
 pub mod spec;
 pub mod stages;
 pub mod status;
+mod store_clock;
 mod store_ops;
 pub mod summary;
 pub mod video;
