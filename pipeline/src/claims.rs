@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::progress::JobTally;
 use crate::run_store::RunStore;
 use crate::store_clock::Reading;
-use crate::store_ops::{self, with_deadline};
+use crate::store_ops::{self, store_call};
 
 /// What is known of every chunk at one look at the store.
 #[derive(Debug, Clone)]
@@ -324,7 +324,7 @@ impl Claims {
         let name = self.run.layout.claim(chunk, attempt);
         let body = self.claim_body()?;
         let mut held = self.held.lock().await;
-        let won = with_deadline(self.run.deadline, "claiming a chunk", || {
+        let won = store_call(self.run.deadline, "claiming a chunk", || {
             store_ops::create(self.run.store.as_ref(), &name, body.clone())
         })
         .await?;
@@ -333,7 +333,7 @@ impl Claims {
         }
         // Committed since the board was read: nothing to do.
         let commit = self.run.layout.commit(chunk);
-        if with_deadline(self.run.deadline, "checking a commit", || {
+        if store_call(self.run.deadline, "checking a commit", || {
             store_ops::exists(self.run.store.as_ref(), &commit)
         })
         .await?
@@ -450,7 +450,7 @@ impl Claims {
         let (backup, took) = (chunk.backup, chunk.taken.elapsed());
         let chunk = chunk.id;
         let name = self.run.layout.commit(chunk);
-        let ours = with_deadline(self.run.deadline, "committing a chunk", || {
+        let ours = store_call(self.run.deadline, "committing a chunk", || {
             store_ops::create(self.run.store.as_ref(), &name, body.clone())
         })
         .await?;
@@ -493,7 +493,7 @@ impl Claims {
     /// Reads a committed chunk.
     pub async fn read_commit(&self, chunk: usize) -> Result<Commit> {
         let name = self.run.layout.commit(chunk);
-        let bytes = with_deadline(self.run.deadline, "reading a commit", || {
+        let bytes = store_call(self.run.deadline, "reading a commit", || {
             self.run.store.get(&name, None)
         })
         .await?;

@@ -24,7 +24,7 @@ use crate::output::{shard_results, ERRORS_HEADER};
 use crate::plan::Index;
 use crate::run_store::RunStore;
 use crate::spec::OutputFormat;
-use crate::store_ops::{self, get_or_none, with_deadline};
+use crate::store_ops::{self, get_or_none, store_call};
 use crate::summary::{JobSummary, RankSummary, ShardSummary};
 
 #[derive(Serialize, Deserialize)]
@@ -105,14 +105,14 @@ impl Finalizer<'_> {
         let name = self.run.layout.final_plan();
         let ours = serde_json::to_vec(&FinalPlan { shards: self.world })
             .map_err(|e| self.corrupt(&name, e))?;
-        let created = with_deadline(self.run.deadline, "fixing the output shards", || {
+        let created = store_call(self.run.deadline, "fixing the output shards", || {
             store_ops::create(self.run.store.as_ref(), &name, Bytes::from(ours.clone()))
         })
         .await?;
         if created {
             return Ok(self.world);
         }
-        let bytes = with_deadline(self.run.deadline, "reading the output shards", || {
+        let bytes = store_call(self.run.deadline, "reading the output shards", || {
             self.run.store.get(&name, None)
         })
         .await?;
@@ -157,12 +157,12 @@ impl Finalizer<'_> {
             self.run.layout.errors(shard),
         );
         futures::try_join!(
-            with_deadline(self.run.deadline, "writing a results file", || {
+            store_call(self.run.deadline, "writing a results file", || {
                 self.run
                     .store
                     .put(&results_name, results.clone(), PutMode::Overwrite)
             }),
-            with_deadline(self.run.deadline, "writing an errors file", || {
+            store_call(self.run.deadline, "writing an errors file", || {
                 self.run
                     .store
                     .put(&errors_name, errors.clone(), PutMode::Overwrite)
@@ -193,7 +193,7 @@ impl Finalizer<'_> {
         loop {
             for (s, slot) in found.iter_mut().enumerate().filter(|(_, f)| f.is_none()) {
                 let name = self.run.layout.success(s);
-                let bytes = with_deadline(self.run.deadline, "reading a shard's marker", || {
+                let bytes = store_call(self.run.deadline, "reading a shard's marker", || {
                     get_or_none(self.run.store.as_ref(), &name)
                 })
                 .await?;
@@ -227,7 +227,7 @@ impl Finalizer<'_> {
             store_ops::delete_all(&self.run.store, &claims, self.run.deadline),
             store_ops::delete_all(&self.run.store, &commits, self.run.deadline),
             store_ops::delete_all(&self.run.store, &clock, self.run.deadline),
-            with_deadline(self.run.deadline, "removing the final plan", || self
+            store_call(self.run.deadline, "removing the final plan", || self
                 .run
                 .store
                 .delete(&name)),
@@ -239,7 +239,7 @@ impl Finalizer<'_> {
                 .with_temp_prefix(self.temp_prefix)
                 .with_run_id(self.run.layout.run_id.clone()),
         );
-        removed += with_deadline(self.run.deadline, "sweeping the run's composites", || {
+        removed += store_call(self.run.deadline, "sweeping the run's composites", || {
             sweeper.sweep()
         })
         .await?;
@@ -250,7 +250,7 @@ impl Finalizer<'_> {
     async fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let body =
             Bytes::from(serde_json::to_vec_pretty(value).map_err(|e| self.corrupt(name, e))?);
-        with_deadline(self.run.deadline, "writing a summary", || {
+        store_call(self.run.deadline, "writing a summary", || {
             self.run.store.put(name, body.clone(), PutMode::Overwrite)
         })
         .await?;

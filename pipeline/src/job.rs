@@ -23,7 +23,7 @@ use crate::run_store::RunStore;
 use crate::spec::{default_run_id, JobSpec};
 use crate::stages::commit::{CommitConfig, CommitCounts};
 use crate::stages::{batch, claim, commit, decode, fetch, infer};
-use crate::store_ops::with_deadline;
+use crate::store_ops::store_call;
 use crate::summary::{Finished, Outcome, RankSummary, StageTimes};
 
 /// A partial batch leaves after this long without a new item.
@@ -514,7 +514,7 @@ async fn check_writable(
     url: &str,
 ) -> Result<()> {
     let name = format!("{prefix}_dataflux/.probe-{}", uuid::Uuid::new_v4().simple());
-    let probe = with_deadline(deadline, "probing the output", || {
+    let probe = store_call(deadline, "probing the output", || {
         output.put(&name, Bytes::from_static(b"probe"), PutMode::Overwrite)
     })
     .await;
@@ -528,7 +528,7 @@ async fn check_writable(
         }
         Err(e) => return Err(e),
     }
-    with_deadline(deadline, "removing the output probe", || {
+    store_call(deadline, "removing the output probe", || {
         output.delete(&name)
     })
     .await

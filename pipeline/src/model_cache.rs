@@ -23,7 +23,7 @@ use dataflux::{ListOptions, Location, ObjectMeta, Store};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::store_ops::with_deadline;
+use crate::store_ops::store_call;
 
 /// Where checkpoints from buckets are cached: `--model-cache`, else `$HF_HOME/dataflux`, else
 /// `~/.cache/huggingface/dataflux` (next to the hub's own cache).
@@ -79,7 +79,7 @@ impl ModelCache {
         url: &str,
     ) -> Result<PathBuf> {
         let options = ListOptions::default();
-        let listing = with_deadline(self.deadline, "listing the model's files", || {
+        let listing = store_call(self.deadline, "listing the model's files", || {
             dataflux::list(store, prefix, &options)
         })
         .await?;
@@ -208,7 +208,7 @@ impl ModelCache {
         dir: &Path,
         url: &str,
     ) -> Result<u64> {
-        let bytes = with_deadline(self.deadline, "downloading the model", || {
+        let bytes = store_call(self.deadline, "downloading the model", || {
             store.get(&meta.name, None)
         })
         .await?;

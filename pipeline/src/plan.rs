@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::run_store::RunStore;
-use crate::store_ops::with_deadline;
+use crate::store_ops::store_call;
 
 const FORMAT: &str = "dataflux-run-index";
 const VERSION: u32 = 1;
@@ -192,7 +192,7 @@ impl Planner<'_> {
     async fn publish(&self) -> Result<Option<Index>> {
         let started = Instant::now();
         let options = ListOptions::default();
-        let listing = with_deadline(self.run.deadline, "listing the input", || {
+        let listing = store_call(self.run.deadline, "listing the input", || {
             list(self.input, self.input_prefix, &options)
         })
         .await?;
@@ -234,7 +234,7 @@ impl Planner<'_> {
             .map(|(c, bytes)| {
                 let name = self.run.layout.manifest_chunk(&listing_id, c);
                 async move {
-                    with_deadline(self.run.deadline, "writing the manifest", || {
+                    store_call(self.run.deadline, "writing the manifest", || {
                         self.run.store.put(&name, bytes.clone(), PutMode::Overwrite)
                     })
                     .await
@@ -270,7 +270,7 @@ pub(crate) async fn load_chunk(
 ) -> Result<Vec<ObjectMeta>> {
     let (output, deadline) = (run.store.as_ref(), run.deadline);
     let name = run.layout.manifest_chunk(&index.listing, chunk);
-    let bytes = with_deadline(deadline, "reading a chunk's manifest", || {
+    let bytes = store_call(deadline, "reading a chunk's manifest", || {
         output.get(&name, None)
     })
     .await?;

@@ -12,7 +12,7 @@ use dataflux::Store;
 
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::store_ops::{self, with_deadline, Poller};
+use crate::store_ops::{self, store_call, Poller};
 
 /// The run's bookkeeping store.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl RunStore {
     /// Whether the run is finished: its job summary exists (written last).
     pub async fn finished(&self) -> Result<bool> {
         let name = self.layout.job_summary();
-        with_deadline(self.deadline, "checking the job summary", || {
+        store_call(self.deadline, "checking the job summary", || {
             store_ops::exists(self.store.as_ref(), &name)
         })
         .await
@@ -46,7 +46,7 @@ impl RunStore {
 
     /// The object `name`, or `None` if there is none; `what` names the call in errors.
     pub async fn get_or_none(&self, name: &str, what: &str) -> Result<Option<Bytes>> {
-        with_deadline(self.deadline, what, || {
+        store_call(self.deadline, what, || {
             store_ops::get_or_none(self.store.as_ref(), name)
         })
         .await
@@ -54,7 +54,7 @@ impl RunStore {
 
     /// Creates `name` if it does not exist; whether this call created it.
     pub async fn create(&self, name: &str, data: Bytes, what: &str) -> Result<bool> {
-        with_deadline(self.deadline, what, || {
+        store_call(self.deadline, what, || {
             store_ops::create(self.store.as_ref(), name, data.clone())
         })
         .await

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::plan::Index;
 use crate::spec::OutputFormat;
-use crate::store_ops::{self, with_deadline};
+use crate::store_ops::{self, store_call};
 use crate::summary::JobSummary;
 
 /// How far back the recent rate looks.
@@ -92,7 +92,7 @@ impl RunStatus {
 pub async fn runs(store: &Arc<dyn Store>, prefix: &str, deadline: Duration) -> Result<Vec<String>> {
     let dir = format!("{prefix}_dataflux/");
     let options = dataflux::ListOptions::default().with_temp_prefix(String::new());
-    let listed = with_deadline(deadline, "listing the runs", || async {
+    let listed = store_call(deadline, "listing the runs", || async {
         match dataflux::list(store, &dir, &options).await {
             Ok(l) => Ok(l.objects),
             // No such folder (a local output never written): no runs.
@@ -130,12 +130,12 @@ pub async fn read(
     let now = Utc::now();
     // The summary first: a finished run's commits and claims are gone.
     let summary_name = layout.job_summary();
-    let summary = with_deadline(deadline, "reading the job summary", || {
+    let summary = store_call(deadline, "reading the job summary", || {
         store_ops::get_or_none(store.as_ref(), &summary_name)
     })
     .await?;
     let index_name = layout.index();
-    let index_meta = with_deadline(deadline, "reading the run's plan", || async {
+    let index_meta = store_call(deadline, "reading the run's plan", || async {
         match store.head(&index_name).await {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -143,7 +143,7 @@ pub async fn read(
         }
     })
     .await?;
-    let index_bytes = with_deadline(deadline, "reading the run's plan", || {
+    let index_bytes = store_call(deadline, "reading the run's plan", || {
         store_ops::get_or_none(store.as_ref(), &index_name)
     })
     .await?;
@@ -253,7 +253,7 @@ pub async fn read(
             if o.size == 0 {
                 return None;
             }
-            let body = with_deadline(deadline, "reading a claim", || {
+            let body = store_call(deadline, "reading a claim", || {
                 store_ops::get_or_none(store.as_ref(), &o.name)
             })
             .await
@@ -307,7 +307,7 @@ async fn read_commit_counts(
     object: &dataflux::ObjectMeta,
     deadline: Duration,
 ) -> Result<(u64, u64)> {
-    let head = with_deadline(deadline, "reading a commit", || async {
+    let head = store_call(deadline, "reading a commit", || async {
         match store.get(&object.name, Some(0..object.size.min(512))).await {
             Ok(b) => Ok(Some(b)),
             // Removed since the listing: the run is finishing.

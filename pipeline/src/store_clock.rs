@@ -11,7 +11,7 @@ use dataflux::PutMode;
 
 use crate::error::Result;
 use crate::run_store::RunStore;
-use crate::store_ops::with_deadline;
+use crate::store_ops::store_call;
 
 /// The store's time at a moment of this process's monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Reading {
 pub(crate) async fn probe(run: &RunStore, holder: &str) -> Result<Option<Reading>> {
     let name = run.layout.clock(holder);
     let at = Instant::now();
-    let meta = with_deadline(run.deadline, "reading the store's clock", || async {
+    let meta = store_call(run.deadline, "reading the store's clock", || async {
         run.store
             .put(&name, Bytes::from(holder.to_string()), PutMode::Overwrite)
             .await?;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// opens the job's stores with the job's deadline as its policy. So a transient failure that
 /// reaches this point has outlasted the deadline: it becomes [`Error::StoreUnavailable`]
 /// (retriable: the rank restarts and carries on); a permanent one, [`Error::Store`].
-pub(crate) async fn with_deadline<T, F, Fut>(deadline: Duration, what: &str, op: F) -> Result<T>
+pub(crate) async fn store_call<T, F, Fut>(deadline: Duration, what: &str, op: F) -> Result<T>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = dataflux::Result<T>>,
@@ -100,7 +100,7 @@ pub(crate) async fn list_all(
     deadline: Duration,
 ) -> Result<Vec<dataflux::ObjectMeta>> {
     let options = ListOptions::default().with_temp_prefix(String::new());
-    let listing = with_deadline(deadline, "listing the run's objects", || {
+    let listing = store_call(deadline, "listing the run's objects", || {
         list(store, prefix, &options)
     })
     .await?;
@@ -118,7 +118,7 @@ pub(crate) async fn delete_all(
     let n = names.len();
     futures::stream::iter(names)
         .map(|o| async move {
-            with_deadline(deadline, "deleting the run's temporaries", || {
+            store_call(deadline, "deleting the run's temporaries", || {
                 store.delete(&o.name)
             })
             .await
