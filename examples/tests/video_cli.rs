@@ -382,3 +382,38 @@ fn samples_are_embedded_too_one_normalised_embedding_each() {
     }
     assert_ne!(got[&("a".to_string(), 0)], got[&("a".to_string(), 5)]);
 }
+
+#[test]
+fn key_frames_and_max_frames_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // 60 s, a key frame every 2 s.
+    std::fs::copy(videos().join("long.mp4"), input.join("long.mp4")).unwrap();
+    let rows = |flags: &[&str], out: &str| -> Vec<(u64, String)> {
+        let out = dir.path().join(out);
+        run_ok(job(&input, &out, "inference/fixtures/tiny-vit", flags));
+        let mut reader = csv::Reader::from_path(only_file(&out, "results_")).unwrap();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[1].parse().unwrap(), r[2].to_string())
+            })
+            .collect()
+    };
+    // Every key frame, at its own time.
+    let keys = rows(&["--video-keyframes"], "keys");
+    let want: Vec<(u64, String)> = (0..30).map(|k| (k, format!("{}.000", 2 * k))).collect();
+    assert_eq!(keys, want);
+    // Key frames at 0.25/s: sample k (at 4k s) is the key frame at 4k s.
+    let sparse = rows(&["--video-keyframes", "--video-fps", "0.25"], "sparse");
+    let want: Vec<(u64, String)> = (0..15).map(|k| (k, format!("{}.000", 4 * k))).collect();
+    assert_eq!(sparse, want);
+    // At most 5 samples.
+    let capped = rows(&["--video-fps", "2", "--video-max-frames", "5"], "capped");
+    let want: Vec<(u64, String)> = (0..5)
+        .map(|k| (k, format!("{:.3}", k as f64 / 2.0)))
+        .collect();
+    assert_eq!(capped, want);
+}
