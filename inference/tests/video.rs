@@ -294,3 +294,22 @@ fn damaged_videos_are_errors_or_fewer_samples_never_a_crash() {
     }
     assert_eq!(runs, 6 * 11 * 2);
 }
+
+#[test]
+fn other_containers_of_the_same_stream_give_the_same_samples() {
+    // MPEG-TS (timestamps from 1.4 s) and MP4 with an audio track beside the video.
+    for fps in [1.0, 2.5] {
+        let options = VideoOptions::new(Sampling::fps(fps));
+        let (want, result) = run("h264.mp4", &options);
+        result.unwrap();
+        let key = |f: &VideoFrame| (f.k, (f.time_s * 1e6).round() as i64, f.image.clone());
+        let want: Vec<_> = want.iter().map(key).collect();
+        for other in ["h264.ts", "with_audio.mp4"] {
+            let (got, result) = run(other, &options);
+            assert!(result.is_ok(), "{other}: {result:?}");
+            let got: Vec<_> = got.iter().map(key).collect();
+            assert_eq!(got.len(), want.len(), "{other} at {fps}/s");
+            assert!(got == want, "{other} at {fps}/s: other samples");
+        }
+    }
+}
