@@ -10,26 +10,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use dataflux::{Location, Store};
 use dataflux_distributed::Topology;
-use dataflux_pipeline::{Error, Job, JobSpec, Outcome, Stores};
+use dataflux_pipeline::{Error, Job, JobSpec, Outcome};
 use tokio_util::sync::CancellationToken;
 
-async fn run(
-    store: &Arc<dyn Store>,
-    spec: &JobSpec,
-    model: Arc<Checksum>,
-    rank: usize,
-    world: usize,
-) -> dataflux_pipeline::Result<Outcome> {
-    let topology = Topology::new(rank, world).unwrap();
-    Job::run_on(
-        stores(store),
-        spec,
-        model,
-        &topology,
-        CancellationToken::new(),
-    )
-    .await
-}
+use common::run_rank as run;
 
 /// One rank of one, reading images through `input` (a faulty store over `output`'s).
 async fn run_reading(
@@ -37,40 +21,7 @@ async fn run_reading(
     output: &Arc<dyn Store>,
     spec: &JobSpec,
 ) -> dataflux_pipeline::Result<Outcome> {
-    let stores = Stores {
-        input,
-        output: output.clone(),
-    };
-    Job::run_on(
-        stores,
-        spec,
-        Checksum::fast(),
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-}
-
-/// All ranks of one attempt, concurrently.
-async fn attempt(
-    store: &Arc<dyn Store>,
-    spec: &JobSpec,
-    model: Arc<Checksum>,
-    world: usize,
-) -> Vec<Outcome> {
-    let runs = (0..world).map(|r| run(store, spec, model.clone(), r, world));
-    futures::future::join_all(runs)
-        .await
-        .into_iter()
-        .map(|r| r.expect("rank finished"))
-        .collect()
-}
-
-fn finished(o: &Outcome) -> &dataflux_pipeline::Finished {
-    match o {
-        Outcome::Finished(f) => f,
-        other => panic!("expected Finished, got {other:?}"),
-    }
+    run_reading_with(input, output, spec, Checksum::fast()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,14 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{commits, leftovers, outage, short_once, stores, wait_for_commits};
+use common::{
+    attempt, commits, finished, leftovers, outage, run_rank, run_reading_with, short_once, stores,
+    wait_for_commits,
+};
 use dataflux::store::hooked::{Answer, Call, HookStore};
 use dataflux::{Location, PutMode, Store};
 use dataflux_distributed::Topology;
 use dataflux_inference::video::{decode_video, Sampling, VideoOptions};
 use dataflux_pipeline::{
-    BatchModel, Column, ColumnKind, Job, JobSpec, ModelError, Outcome, Rejection, Row, Stores,
-    Value,
+    BatchModel, Column, ColumnKind, Job, JobSpec, ModelError, Outcome, Rejection, Row, Value,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -208,61 +210,29 @@ fn spec(name: &str, run: &str) -> JobSpec {
         .with_video(Some(Sampling::fps(FPS)))
 }
 
+/// Rank `rank` of `world`, which must end without error.
 async fn run(
     store: &Arc<dyn Store>,
     spec: &JobSpec,
-    model: Arc<Pixels>,
+    model: Arc<impl BatchModel>,
     rank: usize,
     world: usize,
 ) -> Outcome {
-    let topology = Topology::new(rank, world).unwrap();
-    Job::run_on(
-        stores(store),
-        spec,
-        model,
-        &topology,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("rank finished")
+    run_rank(store, spec, model, rank, world)
+        .await
+        .expect("rank finished")
 }
 
-async fn attempt(
-    store: &Arc<dyn Store>,
-    spec: &JobSpec,
-    model: Arc<Pixels>,
-    world: usize,
-) -> Vec<Outcome> {
-    futures::future::join_all((0..world).map(|r| run(store, spec, model.clone(), r, world))).await
-}
-
-/// One rank of one reading through `input` (a store over `output`'s), with `model`.
+/// One rank of one reading through `input`, which must end without error.
 async fn run_reading<M: BatchModel>(
     input: Arc<dyn Store>,
     output: &Arc<dyn Store>,
     spec: &JobSpec,
     model: Arc<M>,
 ) -> Outcome {
-    let stores = Stores {
-        input,
-        output: output.clone(),
-    };
-    Job::run_on(
-        stores,
-        spec,
-        model,
-        &Topology::single(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("rank finished")
-}
-
-fn finished(o: &Outcome) -> &dataflux_pipeline::Finished {
-    match o {
-        Outcome::Finished(f) => f,
-        other => panic!("expected Finished, got {other:?}"),
-    }
+    run_reading_with(input, output, spec, model)
+        .await
+        .expect("rank finished")
 }
 
 /// Every `(image_id, frame)` exactly once with its value and `time_s = frame / F`, every bad

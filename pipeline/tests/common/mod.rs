@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dataflux::store::hooked::{Answer, Call, HookStore};
 use dataflux::{Location, PutMode, Store};
+use dataflux_distributed::Topology;
 use dataflux_pipeline::{
-    BatchModel, Column, ColumnKind, JobSpec, ModelError, Rejection, Row, Stores, Value,
+    BatchModel, Column, ColumnKind, Job, JobSpec, ModelError, Outcome, Rejection, Row, Stores,
+    Value,
 };
+use tokio_util::sync::CancellationToken;
 
 /// Rows are the CRC32C of each object's bytes. Bytes starting `BAD` are rejected, `PANIC`
 /// panics in preprocessing; `delay` is spent per batch; `panic_in_infer` panics there;
@@ -143,6 +146,70 @@ pub fn spec(name: &str, run: &str) -> JobSpec {
         .with_store_deadline(Duration::from_secs(60))
         .with_wait_timeout(Duration::from_secs(60))
         .with_decode_threads(1)
+}
+
+/// Rank `rank` of `world` with `model`, reading and writing `store`.
+pub async fn run_rank<M: BatchModel>(
+    store: &Arc<dyn Store>,
+    spec: &JobSpec,
+    model: Arc<M>,
+    rank: usize,
+    world: usize,
+) -> dataflux_pipeline::Result<Outcome> {
+    let topology = Topology::new(rank, world).unwrap();
+    Job::run_on(
+        stores(store),
+        spec,
+        model,
+        &topology,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// All ranks of one attempt, concurrently; each must end without error.
+pub async fn attempt<M: BatchModel>(
+    store: &Arc<dyn Store>,
+    spec: &JobSpec,
+    model: Arc<M>,
+    world: usize,
+) -> Vec<Outcome> {
+    let runs = (0..world).map(|r| run_rank(store, spec, model.clone(), r, world));
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.expect("rank finished"))
+        .collect()
+}
+
+/// One rank of one with `model`, reading through `input` (a store over `output`'s, faulty or
+/// counting) and writing `output`.
+pub async fn run_reading_with<M: BatchModel>(
+    input: Arc<dyn Store>,
+    output: &Arc<dyn Store>,
+    spec: &JobSpec,
+    model: Arc<M>,
+) -> dataflux_pipeline::Result<Outcome> {
+    let stores = Stores {
+        input,
+        output: output.clone(),
+    };
+    Job::run_on(
+        stores,
+        spec,
+        model,
+        &Topology::single(),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// The outcome of a rank that finished.
+pub fn finished(o: &Outcome) -> &dataflux_pipeline::Finished {
+    match o {
+        Outcome::Finished(f) => f,
+        other => panic!("expected Finished, got {other:?}"),
+    }
 }
 
 pub fn stores(store: &Arc<dyn Store>) -> Stores {
