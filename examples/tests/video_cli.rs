@@ -92,6 +92,27 @@ fn results(out: &Path) -> BTreeMap<(String, u64), csv::StringRecord> {
     rows
 }
 
+/// The record batches of `out`'s one Parquet results file.
+fn parquet_results(out: &Path) -> Vec<arrow_array::RecordBatch> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(only_file(out, "results_")).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// Column `i` of `batch` as the array type `T` (a column of another type fails).
+fn col<T: 'static>(batch: &arrow_array::RecordBatch, i: usize) -> &T {
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {i} is not a {}", std::any::type_name::<T>()))
+}
+
 fn references() -> serde_json::Value {
     let text = std::fs::read_to_string(videos().join("refs/labels.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -163,8 +184,7 @@ fn every_sample_gets_the_label_pytorch_gives_it_and_broken_files_are_named() {
 
 #[test]
 fn parquet_types_frame_and_time_and_an_onnx_model_runs_on_videos() {
-    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow_array::{Float64Array, Int64Array, StringArray};
     let Some(ort) = std::env::var_os("ORT_DYLIB_PATH") else {
         panic!("ORT_DYLIB_PATH (.ci/test sets it)");
     };
@@ -179,41 +199,20 @@ fn parquet_types_frame_and_time_and_an_onnx_model_runs_on_videos() {
     );
     command.env("ORT_DYLIB_PATH", ort);
     run_ok(command);
-    let file = std::fs::File::open(only_file(&out, "results_")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader = parquet_results(&out);
     let refs = references();
     let mut got: BTreeMap<(String, i64), (f64, String)> = BTreeMap::new();
     for batch in reader {
-        let batch = batch.unwrap();
         let schema = batch.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             names,
             ["image_id", "object", "frame", "time_s", "classification"]
         );
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let frames = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("frame is int64");
-        let times = batch
-            .column(3)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("time_s is float64");
-        let labels = batch
-            .column(4)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let ids = col::<StringArray>(&batch, 0);
+        let frames = col::<Int64Array>(&batch, 2);
+        let times = col::<Float64Array>(&batch, 3);
+        let labels = col::<StringArray>(&batch, 4);
         for i in 0..batch.num_rows() {
             let key = (ids.value(i).to_string(), frames.value(i));
             let value = (times.value(i), labels.value(i).to_string());
@@ -321,7 +320,6 @@ fn a_rank_killed_mid_video_and_rerun_writes_every_sample_once() {
 #[test]
 fn samples_are_embedded_too_one_normalised_embedding_each() {
     use arrow_array::{Array, FixedSizeListArray, Float32Array, Int64Array, StringArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
@@ -339,29 +337,12 @@ fn samples_are_embedded_too_one_normalised_embedding_each() {
         .env_remove("DATAFLUX_TASK")
         .env_remove("DATAFLUX_FORMAT");
     run_ok(command);
-    let file = std::fs::File::open(only_file(&out, "results_")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
+    let reader = parquet_results(&out);
     let mut got: BTreeMap<(String, i64), Vec<f32>> = BTreeMap::new();
     for batch in reader {
-        let batch = batch.unwrap();
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let frames = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let emb = batch
-            .column(4)
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
+        let ids = col::<StringArray>(&batch, 0);
+        let frames = col::<Int64Array>(&batch, 2);
+        let emb = col::<FixedSizeListArray>(&batch, 4);
         for i in 0..batch.num_rows() {
             let v = emb.value(i);
             let v = v

@@ -135,7 +135,7 @@ impl Seek for StoreReader {
 
 /// An object the decode stage hands to [`produce`].
 pub(crate) enum Source {
-    /// Fetched whole.
+    /// Fetched whole, and sniffed as a video.
     Bytes(Bytes),
     /// Too large to fetch whole: read by ranges from the store.
     Remote(Arc<dyn Store>),
@@ -199,11 +199,8 @@ fn run<M: BatchModel>(
     let bad = |kind: &str, message: String| bad(object, kind, message);
     let reject = |r: crate::model::Rejection| bad(&r.kind, r.message);
     match source {
+        // The decode stage hands bytes here only when they sniffed as a video.
         Source::Bytes(bytes) => {
-            if !is_video(&bytes[..bytes.len().min(SNIFF_BYTES)]) {
-                send(Part::WHOLE, model.preprocess(&bytes).map_err(reject));
-                return;
-            }
             decode(
                 model,
                 config,

@@ -29,10 +29,20 @@ use dataflux_pipeline::{
 use tokio_util::sync::CancellationToken;
 
 /// Rows are the CRC32C of an image's bytes, or of a video sample's RGB pixels; `delay` is
-/// spent per batch.
+/// spent per batch; samples `panic_width` wide panic in preprocessing.
 #[derive(Default)]
 struct Pixels {
     delay: Duration,
+    panic_width: Option<u32>,
+}
+
+impl Pixels {
+    fn slow(delay: Duration) -> Self {
+        Pixels {
+            delay,
+            ..Pixels::default()
+        }
+    }
 }
 
 impl BatchModel for Pixels {
@@ -53,6 +63,9 @@ impl BatchModel for Pixels {
         Ok(crc32c::crc32c(bytes))
     }
     fn preprocess_rgb(&self, image: &dataflux_inference::RgbImage) -> Result<u32, Rejection> {
+        if self.panic_width == Some(image.width()) {
+            panic!("no HEVC here");
+        }
         Ok(crc32c::crc32c(image.as_raw()))
     }
     fn infer(&self, batch: Vec<u32>) -> Result<Vec<Row>, ModelError> {
@@ -334,9 +347,7 @@ async fn videos_and_images_give_one_row_per_sample_and_broken_videos_error_rows(
 async fn a_zombie_and_a_reshape_with_videos_write_every_sample_once() {
     let (store, want, bad) = inputs("v-zombie", 20, None).await;
     let spec = spec("v-zombie", "vz");
-    let model = Arc::new(Pixels {
-        delay: Duration::from_millis(5),
-    });
+    let model = Arc::new(Pixels::slow(Duration::from_millis(5)));
     // Two ranks, then a second process of rank 0 (a zombie) and a three-rank attempt over it.
     let two = attempt(&store, &spec, model.clone(), 2);
     tokio::select! {
@@ -363,9 +374,7 @@ async fn a_rank_killed_mid_video_is_taken_over_and_nothing_committed_is_redone()
     let (store, want, bad) = inputs("v-kill", 4, None).await;
     // Slow batches: the long video's 60 samples take ~1.5 s; the kill lands inside it.
     let spec = spec("v-kill", "vk").with_chunk_size(2);
-    let model = Arc::new(Pixels {
-        delay: Duration::from_millis(100),
-    });
+    let model = Arc::new(Pixels::slow(Duration::from_millis(100)));
     let zero = run(&store, &spec, model.clone(), 0, 1);
     tokio::select! {
         _ = zero => panic!("should not finish before the kill"),
@@ -456,9 +465,7 @@ async fn chunks_closed_by_bytes_and_leases_renewed_while_a_long_video_decodes() 
         .with_chunk_size(100)
         .with_speculate(false);
     // Slow batches: long.mp4's chunk takes 15 batches x 200 ms = 3 s, several leases of 0.8 s.
-    let model = Arc::new(Pixels {
-        delay: Duration::from_millis(200),
-    });
+    let model = Arc::new(Pixels::slow(Duration::from_millis(200)));
     let out = attempt(&store, &spec, model, 2).await;
     let index: serde_json::Value = serde_json::from_slice(
         &store
@@ -495,9 +502,7 @@ async fn a_stop_request_mid_video_ends_within_the_grace_and_a_rerun_finishes() {
         .with_chunk_size(2)
         .with_grace(Duration::from_millis(200));
     // Slow batches: long.mp4's chunk takes seconds; the stop comes inside it.
-    let model = Arc::new(Pixels {
-        delay: Duration::from_millis(100),
-    });
+    let model = Arc::new(Pixels::slow(Duration::from_millis(100)));
     let cancel = CancellationToken::new();
     let single = Topology::single();
     let job = Job::run_on(stores(&store), &spec, model, &single, cancel.clone());
@@ -523,12 +528,8 @@ async fn a_stop_request_mid_video_ends_within_the_grace_and_a_rerun_finishes() {
 async fn a_rank_far_slower_on_videos_does_not_hold_the_job() {
     let (store, want, bad) = inputs("v-slow", 12, None).await;
     let spec = spec("v-slow", "vl").with_chunk_size(2);
-    let fast = Arc::new(Pixels {
-        delay: Duration::from_millis(2),
-    });
-    let slow = Arc::new(Pixels {
-        delay: Duration::from_millis(200),
-    });
+    let fast = Arc::new(Pixels::slow(Duration::from_millis(2)));
+    let slow = Arc::new(Pixels::slow(Duration::from_millis(200)));
     let (a, b) = tokio::join!(
         run(&store, &spec, fast, 0, 2),
         run(&store, &spec, slow, 1, 2)
@@ -543,34 +544,6 @@ async fn a_rank_far_slower_on_videos_does_not_hold_the_job() {
     check(&store, "vl", &want, &bad).await;
 }
 
-/// Panics in preprocessing one video's samples.
-struct PanicsOnVideos;
-
-impl BatchModel for PanicsOnVideos {
-    type Input = u32;
-    fn task(&self) -> &str {
-        "pixels"
-    }
-    fn definition(&self) -> BTreeMap<String, String> {
-        BTreeMap::new()
-    }
-    fn columns(&self) -> Vec<Column> {
-        vec![Column::new("crc", ColumnKind::Text)]
-    }
-    fn preprocess(&self, bytes: &[u8]) -> Result<u32, Rejection> {
-        Pixels::default().preprocess(bytes)
-    }
-    fn preprocess_rgb(&self, image: &dataflux_inference::RgbImage) -> Result<u32, Rejection> {
-        if image.width() == 80 {
-            panic!("no HEVC here");
-        }
-        Pixels::default().preprocess_rgb(image)
-    }
-    fn infer(&self, batch: Vec<u32>) -> Result<Vec<Row>, ModelError> {
-        Pixels::default().infer(batch)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panic_preprocessing_a_video_is_its_error_row_and_the_job_goes_on() {
     let (store, mut want, mut bad) = inputs("v-panic", 3, None).await;
@@ -578,7 +551,16 @@ async fn a_panic_preprocessing_a_video_is_its_error_row_and_the_job_goes_on() {
     want.retain(|(id, _), _| id != "hevc");
     bad.insert("imgs/hevc.mkv".into());
     let spec = spec("v-panic", "vp");
-    run_reading(store.clone(), &store, &spec, Arc::new(PanicsOnVideos)).await;
+    run_reading(
+        store.clone(),
+        &store,
+        &spec,
+        Arc::new(Pixels {
+            panic_width: Some(80),
+            ..Pixels::default()
+        }),
+    )
+    .await;
     check(&store, "vp", &want, &bad).await;
     let errors = store.get("out/errors_vp_shard_0.csv", None).await.unwrap();
     let text = String::from_utf8_lossy(&errors);
