@@ -10,7 +10,7 @@ use dataflux::Location;
 use dataflux_distributed::logs::say;
 use dataflux_distributed::Topology;
 use dataflux_inference::{DType, DeviceSpec, ModelSource};
-use dataflux_pipeline::OutputFormat;
+use dataflux_pipeline::{OutputFormat, Setting};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code of a configuration error.
@@ -31,8 +31,56 @@ impl std::fmt::Display for ConfigError {
 
 impl From<dataflux_pipeline::Error> for ConfigError {
     fn from(e: dataflux_pipeline::Error) -> Self {
-        ConfigError(e.to_string())
+        ConfigError(flags_in(&e.to_string()))
     }
+}
+
+/// The flag that sets `setting` (the library's errors name settings; the binaries name
+/// flags).
+///
+/// ```
+/// use dataflux_examples::cli::flag;
+/// use dataflux_pipeline::Setting;
+/// assert_eq!(flag(Setting::Prefetch), "--prefetch-mb");
+/// ```
+pub fn flag(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Input => "--input",
+        Setting::Output => "--output",
+        Setting::RunId => "--run-id",
+        Setting::ChunkSize => "--chunk-size",
+        Setting::ChunkBytes => "--chunk-bytes",
+        Setting::BatchSize => "--batch-size",
+        Setting::Concurrency => "--concurrency",
+        Setting::Prefetch => "--prefetch-mb",
+        Setting::MaxObject => "--max-object-bytes",
+        Setting::Lease => "--lease-secs",
+        Setting::DecodeThreads => "--decode-threads",
+        Setting::Model => "--model",
+        Setting::ModelCache => "--model-cache",
+        Setting::Task => "--task",
+        Setting::TopK => "--top-k",
+        Setting::OutputName => "--output-name",
+        Setting::Labels => "--labels",
+        Setting::VideoFps => "--video-fps",
+        Setting::VideoMaxFrames => "--video-max-frames",
+        Setting::VideoKeyframes => "--video-keyframes",
+        // A setting added to the library later: its own name is still clear.
+        other => other.name(),
+    }
+}
+
+/// A library message with every setting it names turned into its flag.
+///
+/// ```
+/// use dataflux_examples::cli::flags_in;
+/// assert_eq!(
+///     flags_in("Sampling::fps: give a rate, or set Sampling::keyframes"),
+///     "--video-fps: give a rate, or set --video-keyframes"
+/// );
+/// ```
+pub fn flags_in(message: &str) -> String {
+    Setting::rename_in(message, flag)
 }
 
 /// Prints a configuration error and returns exit code 2.
@@ -44,7 +92,7 @@ pub fn config_exit(message: &str) -> ExitCode {
 /// Prints a job's error; returns its exit code: 2 for configuration errors, 75 for those
 /// after which a rerun carries on, else 1.
 pub fn error_exit(e: &dataflux_pipeline::Error) -> ExitCode {
-    say(&format!("error: {e}"));
+    say(&format!("error: {}", flags_in(&e.to_string())));
     ExitCode::from(if e.is_config() {
         EXIT_CONFIG
     } else if e.is_retriable() {

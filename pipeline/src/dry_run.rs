@@ -15,6 +15,7 @@ use dataflux::{list, ListOptions};
 
 use crate::error::{Error, Result};
 use crate::layout::shard_chunks;
+use crate::setting::Setting;
 use crate::spec::JobSpec;
 
 /// Class A operations, US dollars per 1,000.
@@ -81,7 +82,7 @@ pub struct DryRun {
 pub async fn dry_run(spec: &JobSpec, world_size: usize) -> Result<DryRun> {
     spec.validate()?;
     let input = spec.input.open().await.map_err(|e| Error::Config {
-        setting: "--input",
+        setting: Setting::Input,
         reason: format!("{}: {e}", spec.input.url),
     })?;
     let listing = list(&input, &spec.input.prefix, &ListOptions::default())

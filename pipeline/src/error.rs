@@ -8,16 +8,18 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting of the spec is unusable; `setting` names it as the binaries' flag does.
+    /// A setting of the spec is unusable. The message names it (and any other setting it
+    /// mentions) by its name in the library; a binary maps names to flags with
+    /// [`Setting::rename_in`](crate::Setting::rename_in).
     #[error("{setting}: {reason}")]
     Config {
-        /// The setting (`--chunk-size`, `--output`, …).
-        setting: &'static str,
+        /// The setting.
+        setting: crate::Setting,
         /// Why it was refused.
         reason: String,
     },
     /// The output location cannot be written (checked before any work).
-    #[error("--output {location}: cannot write there: {source}")]
+    #[error("{} {location}: cannot write there: {source}", crate::Setting::Output)]
     OutputNotWritable {
         /// The output, as a URL.
         location: String,
@@ -27,7 +29,7 @@ pub enum Error {
     },
     /// The run id names a run that was defined differently (another input, model, task or
     /// format): its results would mix two jobs.
-    #[error("run {run_id} was started with {}; use another --run-id or the original settings", describe_changes(.changes))]
+    #[error("run {run_id} was started with {}; use another {} or the original settings", describe_changes(.changes), crate::Setting::RunId)]
     DefinitionChanged {
         /// The run id.
         run_id: String,
@@ -99,7 +101,7 @@ pub enum Error {
     Results(#[from] crate::output::ParquetError),
     /// The Hugging Face hub could not be reached to fetch the checkpoint (no network, DNS, a
     /// proxy or firewall): one line, with the way to run without it.
-    #[error("cannot reach the Hugging Face hub at {endpoint} to fetch {repo} ({reason}); to run without it, pass the checkpoint as --model <dir|gs://…|s3://…|file://…>")]
+    #[error("cannot reach the Hugging Face hub at {endpoint} to fetch {repo} ({reason}); to run without it, set {} to a directory or a bucket (gs://…, s3://…, file://…)", crate::Setting::Model)]
     HubUnreachable {
         /// Repository id.
         repo: String,
@@ -190,7 +192,7 @@ mod tests {
         assert!(
             message.contains("https://huggingface.co")
                 && message.contains("Connection refused")
-                && message.contains("--model <dir|gs://…|s3://…|file://…>"),
+                && message.contains("set ModelSpec::checkpoint to a directory or a bucket"),
             "{message}"
         );
         assert!(!e.is_config() && !e.is_retriable());

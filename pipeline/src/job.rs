@@ -20,6 +20,7 @@ use crate::model::{BatchModel, Column, ColumnKind};
 use crate::plan::Planner;
 use crate::progress::Progress;
 use crate::run_store::RunStore;
+use crate::setting::Setting;
 use crate::spec::{default_run_id, JobSpec};
 use crate::stages::commit::{CommitConfig, CommitCounts};
 use crate::stages::{batch, claim, commit, decode, fetch, infer};
@@ -127,7 +128,7 @@ impl Job {
             .open_with_retry(retry)
             .await
             .map_err(|e| Error::Config {
-                setting: "--input",
+                setting: Setting::Input,
                 reason: format!("{}: {e}", spec.input.url),
             })?;
         let output = spec
@@ -235,7 +236,7 @@ impl Job {
         ));
         let pool = Arc::new(
             CpuPool::new(spec.decode_threads).map_err(|e| Error::Config {
-                setting: "--decode-threads",
+                setting: Setting::DecodeThreads,
                 reason: e.to_string(),
             })?,
         );

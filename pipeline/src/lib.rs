@@ -94,6 +94,7 @@ mod pick;
 pub mod plan;
 pub mod progress;
 mod run_store;
+pub mod setting;
 pub mod spec;
 pub mod stages;
 pub mod status;
@@ -116,6 +117,7 @@ pub use onnx::OnnxBatchModel;
 /// The outputs' old module names: [`output`] (rows of every format) and [`output::parquet`].
 pub use output::{self as rows, parquet};
 pub use progress::{JobTally, Progress, ProgressSnapshot};
-pub use spec::{JobSpec, ModelSpec, OutputFormat, Task};
+pub use setting::Setting;
+pub use spec::{CheckpointSource, JobSpec, ModelSpec, OutputFormat, Task};
 pub use stages::commit::CommitCounts;
 pub use summary::{Finished, JobSummary, Outcome, RankSummary, ShardSummary, StageTimes};

@@ -10,27 +10,34 @@ use dataflux_inference::source::fetch_checkpoint;
 use dataflux_inference::{LoadOptions, ModelFiles, ModelSource, PreprocessMode};
 
 use crate::error::{Error, Result};
-use crate::spec::{ModelSpec, Task};
+use crate::setting::Setting;
+use crate::spec::{CheckpointSource, ModelSpec, Task};
 
 /// Fetches (hub, bucket) or finds (directory, `.onnx` file) the model of `spec` and
 /// recognises it by its files ([`dataflux_inference::folder`]); a bucket may fail transiently
 /// for `store_deadline` before the fetch gives up.
 pub async fn locate(spec: &ModelSpec, store_deadline: std::time::Duration) -> Result<Checkpoint> {
     let implemented = spec.task.architectures();
-    match &spec.remote {
-        Some(location) => {
-            let root = spec
-                .cache
+    match &spec.checkpoint {
+        CheckpointSource::Bucket { location, cache } => {
+            let root = cache
                 .clone()
                 .unwrap_or_else(crate::model_cache::default_cache_dir);
             let cache = crate::model_cache::ModelCache::new(root, store_deadline);
             let dir = cache.fetch(location).await?;
             Ok(dataflux_inference::folder::recognise(&dir, implemented)?)
         }
-        None => {
+        CheckpointSource::Hub { repo, revision } => {
             let mut options = LoadOptions::from_env();
             options.offline |= spec.offline;
-            Ok(fetch_checkpoint(&spec.source, &options, implemented).await?)
+            let source = ModelSource::Hub {
+                repo: repo.clone(),
+                revision: revision.clone(),
+            };
+            Ok(fetch_checkpoint(&source, &options, implemented).await?)
+        }
+        CheckpointSource::Local(path) => {
+            Ok(dataflux_inference::folder::recognise(path, implemented)?)
         }
     }
 }
@@ -44,7 +51,7 @@ pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelF
             Ok(files)
         }
         Checkpoint::Onnx(files) => Err(Error::Config {
-            setting: "--model",
+            setting: Setting::Model,
             reason: format!(
                 "{} is an ONNX model: load it with AnyModel::load (ONNX Runtime)",
                 files.model.display()
@@ -56,19 +63,12 @@ pub(crate) async fn fetch_checked(spec: &ModelSpec, task: Task) -> Result<ModelF
 /// A checkpoint's identity in a run's definition: a hub id as given, a directory by its
 /// canonical path (the same checkpoint typed from another working directory is the same).
 pub(crate) fn model_id(spec: &ModelSpec) -> String {
-    match &spec.remote {
-        Some(location) => location.url.clone(),
-        None => source_id(&spec.source),
-    }
-}
-
-fn source_id(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Local(dir) => std::fs::canonicalize(dir)
+    match &spec.checkpoint {
+        CheckpointSource::Local(dir) => std::fs::canonicalize(dir)
             .unwrap_or_else(|_| dir.clone())
             .display()
             .to_string(),
-        hub => hub.to_string(),
+        other => other.to_string(),
     }
 }
 

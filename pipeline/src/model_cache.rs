@@ -23,6 +23,7 @@ use dataflux::{ListOptions, Location, ObjectMeta, Store};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::setting::Setting;
 use crate::store_ops::store_call;
 
 /// Where checkpoints from buckets are cached: `--model-cache`, else `$HF_HOME/dataflux`, else
@@ -65,7 +66,7 @@ impl ModelCache {
         let store = location
             .open_with_retry(retry)
             .await
-            .map_err(|e| Error::store(format!("--model {}", location.url), e))?;
+            .map_err(|e| Error::store(format!("{} {}", Setting::Model, location.url), e))?;
         self.fetch_from(&store, &location.prefix, &location.url)
             .await
     }
@@ -94,13 +95,13 @@ impl ModelCache {
             .collect();
         if files.is_empty() {
             return Err(Error::Config {
-                setting: "--model",
+                setting: Setting::Model,
                 reason: format!("{url}: no files there"),
             });
         }
         let key = cache_key(url, &files);
         let io = |what: &str, path: &Path, e: std::io::Error| Error::Config {
-            setting: "--model-cache",
+            setting: Setting::ModelCache,
             reason: format!("{what} {}: {e}", path.display()),
         };
         std::fs::create_dir_all(&self.root).map_err(|e| io("cannot create", &self.root, e))?;
@@ -136,7 +137,7 @@ impl ModelCache {
             return Ok(());
         }
         let cache_err = |what: &str, path: &Path, e: std::io::Error| Error::Config {
-            setting: "--model-cache",
+            setting: Setting::ModelCache,
             reason: format!("{what} {}: {e}", path.display()),
         };
         // Leftovers of a downloader that died: only the lock holder gets here.
@@ -246,7 +247,7 @@ impl ModelCache {
             .await
             .map_err(|e| Error::Model(format!("model cache writer: {e}")))?
             .map_err(|e| Error::Config {
-                setting: "--model-cache",
+                setting: Setting::ModelCache,
                 reason: format!("cannot write {}: {e}", path.display()),
             })?;
         Ok(meta.size)

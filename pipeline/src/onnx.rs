@@ -14,6 +14,7 @@ use dataflux_inference::{CroppedImage, Preprocessor};
 use crate::error::{Error, Result};
 use crate::locate::{definition, preprocess_mode};
 use crate::model::{BatchModel, Column, ColumnKind, ModelError, Rejection, Row, Value};
+use crate::setting::Setting;
 use crate::spec::{ModelSpec, Task};
 
 /// What the rows of an ONNX model are made of, decided once at load.
@@ -56,11 +57,18 @@ impl OnnxBatchModel {
         model.set_preprocessor(preprocessor);
         let head = head(&model, spec).map_err(|reason| Error::Config {
             setting: if spec.output_name.is_some() {
-                "--output-name"
+                Setting::OutputName
             } else {
-                "--task"
+                Setting::Task
             },
-            reason: format!("{}: {reason}", files.model.display()),
+            reason: match spec.output_name {
+                Some(_) => format!("{}: {reason}", files.model.display()),
+                None => format!(
+                    "{}: {reason} (name the output to read with {})",
+                    files.model.display(),
+                    Setting::OutputName
+                ),
+            },
         })?;
         Ok(Self {
             model,

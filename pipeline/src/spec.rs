@@ -9,6 +9,7 @@ use dataflux_inference::video::Sampling;
 use dataflux_inference::{DType, DeviceSpec, ModelSource, Pooling, PreprocessorConfig};
 
 use crate::error::{Error, Result};
+use crate::setting::Setting;
 
 pub use crate::output::OutputFormat;
 
@@ -76,7 +77,7 @@ impl Task {
         }
         if self == Task::Outputs {
             return Err(Error::Config {
-                setting: "--task",
+                setting: Setting::Task,
                 reason: format!(
                     "outputs runs ONNX models (model.onnx), and {} is a safetensors checkpoint",
                     config.display()
@@ -87,15 +88,80 @@ impl Task {
             .into_iter()
             .find(|t| t.architectures().contains(&found.as_str()));
         Err(Error::Config {
-            setting: "--task",
+            setting: Setting::Task,
             reason: format!(
                 "{} needs a {} checkpoint, but {} is a {found}{}",
                 self.name(),
                 self.architectures().join(" or "),
                 config.display(),
-                other.map_or(String::new(), |t| format!(" (use --task {})", t.name()))
+                other.map_or(String::new(), |t| format!(
+                    " (set {} to {})",
+                    Setting::Task,
+                    t.name()
+                ))
             ),
         })
+    }
+}
+
+/// Where a checkpoint comes from: one variant per source, so that no setting of another
+/// source can be left over.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CheckpointSource {
+    /// A Hugging Face hub repository (`owner/name`) at a branch, tag or commit (`main` when
+    /// `None`), downloaded into the hub's cache.
+    Hub {
+        /// `owner/name`.
+        repo: String,
+        /// Branch, tag or commit hash.
+        revision: Option<String>,
+    },
+    /// A directory (safetensors or ONNX, recognised by its files) or a bare `.onnx` file.
+    Local(std::path::PathBuf),
+    /// A checkpoint folder in a bucket (`gs://`, `s3://`, `file://`, `memory://`), fetched once
+    /// per node into `cache` ([`crate::model_cache`]) and loaded from there.
+    Bucket {
+        /// The folder.
+        location: Location,
+        /// The node's cache (`None`: [`crate::model_cache::default_cache_dir`]).
+        cache: Option<std::path::PathBuf>,
+    },
+}
+
+impl CheckpointSource {
+    /// The hub repository or local path, as the inference crate loads it; `None` for a bucket.
+    pub fn model_source(&self) -> Option<ModelSource> {
+        match self {
+            CheckpointSource::Hub { repo, revision } => Some(ModelSource::Hub {
+                repo: repo.clone(),
+                revision: revision.clone(),
+            }),
+            CheckpointSource::Local(path) => Some(ModelSource::Local(path.clone())),
+            CheckpointSource::Bucket { .. } => None,
+        }
+    }
+}
+
+impl From<ModelSource> for CheckpointSource {
+    fn from(source: ModelSource) -> Self {
+        match source {
+            ModelSource::Hub { repo, revision } => CheckpointSource::Hub { repo, revision },
+            ModelSource::Local(path) => CheckpointSource::Local(path),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointSource {
+    /// `owner/name[@revision]`, the path, or the bucket's URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointSource::Bucket { location, .. } => f.write_str(&location.url),
+            other => match other.model_source() {
+                Some(source) => write!(f, "{source}"),
+                None => Ok(()),
+            },
+        }
     }
 }
 
@@ -105,13 +171,8 @@ impl Task {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ModelSpec {
-    /// Hub repository or local directory (unused when `remote` is set).
-    pub source: ModelSource,
-    /// A checkpoint in a bucket (`gs://`, `s3://`, `file://`, `memory://`): fetched once per
-    /// node into `cache` ([`crate::model_cache`]) and loaded from there.
-    pub remote: Option<Location>,
-    /// The node's cache for `remote` checkpoints (`None`: [`crate::model_cache::default_cache_dir`]).
-    pub cache: Option<std::path::PathBuf>,
+    /// Where the checkpoint comes from: the hub, a directory or `.onnx` file, or a bucket.
+    pub checkpoint: CheckpointSource,
     /// Where to run it.
     pub device: DeviceSpec,
     /// Compute precision (`None`: f32 on CPU, bf16 on CUDA).
@@ -150,28 +211,18 @@ impl Default for ModelSpec {
 /// Chainable setters, one per field: callers build it as `ModelSpec::default().with_…(…)`, so
 /// that new fields do not break them.
 impl ModelSpec {
-    /// Sets [`source`](Self::source): hub repository or local directory (unused when `remote` is
-    /// set).
+    /// Sets [`checkpoint`](Self::checkpoint): the hub, a directory or `.onnx` file, or a
+    /// bucket.
     #[must_use]
-    pub fn with_source(mut self, source: ModelSource) -> Self {
-        self.source = source;
+    pub fn with_checkpoint(mut self, checkpoint: CheckpointSource) -> Self {
+        self.checkpoint = checkpoint;
         self
     }
 
-    /// Sets [`remote`](Self::remote): a checkpoint in a bucket (`gs://`, `s3://`, `file://`,
-    /// `memory://`), fetched once per node into [`cache`](Self::cache).
+    /// Sets [`checkpoint`](Self::checkpoint) to a hub repository or a local directory.
     #[must_use]
-    pub fn with_remote(mut self, remote: Option<Location>) -> Self {
-        self.remote = remote;
-        self
-    }
-
-    /// Sets [`cache`](Self::cache): the node's cache for `remote` checkpoints (`None`:
-    /// [`crate::model_cache::default_cache_dir`]).
-    #[must_use]
-    pub fn with_cache(mut self, cache: Option<std::path::PathBuf>) -> Self {
-        self.cache = cache;
-        self
+    pub fn with_source(self, source: ModelSource) -> Self {
+        self.with_checkpoint(source.into())
     }
 
     /// Sets [`device`](Self::device): where to run it.
@@ -328,9 +379,7 @@ impl Default for JobSpec {
             run_id: None,
             format: OutputFormat::Csv,
             model: ModelSpec {
-                source: Task::Classify.default_model(),
-                remote: None,
-                cache: None,
+                checkpoint: Task::Classify.default_model().into(),
                 device: DeviceSpec::Auto,
                 dtype: None,
                 task: Task::Classify,
@@ -542,13 +591,13 @@ fn local(dir: &str) -> Location {
 }
 
 impl JobSpec {
-    /// Checks the settings that have limits; the error names the setting as a flag.
+    /// Checks the settings that have limits; the error names the [`Setting`].
     pub fn validate(&self) -> Result<()> {
         let positive = [
-            ("--chunk-size", self.chunk_size),
-            ("--batch-size", self.batch_size),
-            ("--concurrency", self.concurrency),
-            ("--top-k", self.model.top_k),
+            (Setting::ChunkSize, self.chunk_size),
+            (Setting::BatchSize, self.batch_size),
+            (Setting::Concurrency, self.concurrency),
+            (Setting::TopK, self.model.top_k),
         ];
         for (setting, value) in positive {
             if value == 0 {
@@ -560,19 +609,19 @@ impl JobSpec {
         }
         if self.prefetch_bytes == 0 {
             return Err(Error::Config {
-                setting: "--prefetch-mb",
+                setting: Setting::Prefetch,
                 reason: "must be at least 1".into(),
             });
         }
         if self.lease < Duration::from_millis(300) {
             return Err(Error::Config {
-                setting: "--lease-secs",
+                setting: Setting::Lease,
                 reason: format!("{:?} is too short to renew", self.lease),
             });
         }
         if self.chunk_bytes == Some(0) {
             return Err(Error::Config {
-                setting: "--chunk-bytes",
+                setting: Setting::ChunkBytes,
                 reason: "must be at least 1".into(),
             });
         }
@@ -586,7 +635,7 @@ impl JobSpec {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !ok {
                 return Err(Error::Config {
-                    setting: "--run-id",
+                    setting: Setting::RunId,
                     reason: format!("{id:?}: use letters, digits, '-', '_' and '.'"),
                 });
             }
@@ -626,29 +675,29 @@ fn validate_video(video: &Sampling) -> Result<()> {
     if let Some(fps) = video.fps {
         if !(fps.is_finite() && fps > 0.0) {
             return Err(Error::Config {
-                setting: "--video-fps",
+                setting: Setting::VideoFps,
                 reason: format!("{fps}: give a rate above 0 (0.2 is one frame every 5 s)"),
             });
         }
     }
     if video.max_frames == Some(0) {
         return Err(Error::Config {
-            setting: "--video-max-frames",
+            setting: Setting::VideoMaxFrames,
             reason: "must be at least 1".into(),
         });
     }
     if !video.is_enabled() {
         return Err(Error::Config {
-            setting: "--video-fps",
-            reason: "give a rate, or --video-keyframes".into(),
+            setting: Setting::VideoFps,
+            reason: format!("give a rate, or set {}", Setting::VideoKeyframes),
         });
     }
     if !dataflux_inference::video::SUPPORTED {
         return Err(Error::Config {
             setting: if video.fps.is_some() {
-                "--video-fps"
+                Setting::VideoFps
             } else {
-                "--video-keyframes"
+                Setting::VideoKeyframes
             },
             reason: "this build has no video support: build with `--features video` \
                      (FFmpeg's -dev packages; see the README)"
@@ -697,7 +746,7 @@ mod tests {
         JobSpec::default().with_video(Some(sampling))
     }
 
-    fn setting(spec: &JobSpec) -> Option<&'static str> {
+    fn setting(spec: &JobSpec) -> Option<Setting> {
         match spec.validate() {
             Err(Error::Config { setting, .. }) => Some(setting),
             _ => None,
@@ -708,23 +757,23 @@ mod tests {
     fn video_settings_that_cannot_run_name_their_flag() {
         assert_eq!(
             setting(&with_video(Sampling::fps(0.0))),
-            Some("--video-fps")
+            Some(Setting::VideoFps)
         );
         assert_eq!(
             setting(&with_video(Sampling::fps(f64::NAN))),
-            Some("--video-fps")
+            Some(Setting::VideoFps)
         );
         assert_eq!(
             setting(&with_video(Sampling::fps(1.0).with_max_frames(Some(0)))),
-            Some("--video-max-frames")
+            Some(Setting::VideoMaxFrames)
         );
         assert_eq!(
             setting(&with_video(Sampling::default().with_max_frames(Some(3)))),
-            Some("--video-fps")
+            Some(Setting::VideoFps)
         );
         assert_eq!(
             setting(&JobSpec::default().with_chunk_bytes(Some(0))),
-            Some("--chunk-bytes")
+            Some(Setting::ChunkBytes)
         );
     }
 
@@ -737,7 +786,7 @@ mod tests {
             // A build without `video`: a configuration error naming the flag and the feature.
             let err = spec.validate().unwrap_err();
             assert!(err.to_string().contains("--features video"), "{err}");
-            assert_eq!(setting(&spec), Some("--video-fps"));
+            assert_eq!(setting(&spec), Some(Setting::VideoFps));
         }
     }
 

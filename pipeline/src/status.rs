@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::plan::Index;
+use crate::setting::Setting;
 use crate::spec::OutputFormat;
 use crate::store_ops::{self, store_call};
 use crate::summary::JobSummary;
@@ -149,7 +150,7 @@ pub async fn read(
     .await?;
     let Some(index_bytes) = index_bytes else {
         return Err(Error::Config {
-            setting: "--run-id",
+            setting: Setting::RunId,
             reason: format!("no run {run_id} at {}", store.object_url(&layout.run_dir())),
         });
     };

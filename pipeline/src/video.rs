@@ -234,7 +234,7 @@ fn run<M: BatchModel>(
             // A large object that is not a video: an image, fetched whole within the limit.
             if object.size > config.max_object_bytes {
                 let message = format!(
-                    "{} bytes, above the limit of {} (--max-object-mb)",
+                    "{} bytes, above the job's largest object size of {} bytes",
                     object.size, config.max_object_bytes
                 );
                 send(Part::WHOLE, Err(bad("too_large", message)));

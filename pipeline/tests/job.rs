@@ -378,7 +378,13 @@ async fn an_unwritable_output_and_bad_settings_are_config_errors() {
     .await
     .unwrap_err();
     assert!(
-        err.is_config() && err.to_string().starts_with("--chunk-size"),
+        matches!(
+            err,
+            dataflux_pipeline::Error::Config {
+                setting: dataflux_pipeline::Setting::ChunkSize,
+                ..
+            }
+        ) && err.to_string().starts_with("JobSpec::chunk_size: "),
         "{err}"
     );
     let dir = std::env::temp_dir().join(format!("dataflux-ro-{}", std::process::id()));
@@ -397,7 +403,7 @@ async fn an_unwritable_output_and_bad_settings_are_config_errors() {
     .await
     .unwrap_err();
     assert!(
-        err.is_config() && err.to_string().starts_with("--output"),
+        err.is_config() && err.to_string().starts_with("JobSpec::output "),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

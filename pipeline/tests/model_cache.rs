@@ -11,7 +11,7 @@ use bytes::Bytes;
 use dataflux::store::hooked::{Answer, Call, HookStore};
 use dataflux::{Location, PutMode, Store};
 use dataflux_pipeline::model_cache::ModelCache;
-use dataflux_pipeline::{ClipEmbedder, ModelSpec, Task};
+use dataflux_pipeline::{CheckpointSource, ClipEmbedder, ModelSpec, Task};
 
 const FILES: [&str; 3] = [
     "config.json",
@@ -175,10 +175,10 @@ async fn the_embedder_loads_from_a_bucket_and_records_the_bucket_url() {
     let _store = bucket("cache-load").await;
     let dir = tempfile::tempdir().unwrap();
     let spec = ModelSpec::default()
-        .with_remote(Some(
-            Location::parse("memory://cache-load/models/clip/").unwrap(),
-        ))
-        .with_cache(Some(dir.path().to_path_buf()))
+        .with_checkpoint(CheckpointSource::Bucket {
+            location: Location::parse("memory://cache-load/models/clip/").unwrap(),
+            cache: Some(dir.path().to_path_buf()),
+        })
         .with_task(Task::Embed);
     let model = ClipEmbedder::load(&spec).await.unwrap();
     assert_eq!(model.embedder().dim(), 16);

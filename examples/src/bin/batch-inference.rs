@@ -16,7 +16,9 @@ use dataflux_examples::cli::{self, DTypeArg, FormatArg, PoolingArg, ResampleArg,
 use dataflux_examples::logging::{self, LogFormat};
 use dataflux_examples::progress;
 use dataflux_inference::video::Sampling;
-use dataflux_pipeline::{AnyModel, BatchModel, Job, JobSpec, ModelSpec, Stores, Task};
+use dataflux_pipeline::{
+    AnyModel, BatchModel, CheckpointSource, Job, JobSpec, ModelSpec, Stores, Task,
+};
 use tokio_util::sync::CancellationToken;
 
 fn defaults() -> JobSpec {
@@ -195,15 +197,20 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         None => cli::default_input()?,
     };
     let output = cli::location("--output", &args.output)?;
-    let (source, remote) = match &args.model {
-        Some(m) if m.contains("://") => (task.default_model(), Some(cli::location("--model", m)?)),
-        Some(m) => (cli::model_source("--model", m)?, None),
+    // --model-cache (often set for a whole fleet by its environment) serves a bucket's model
+    // only: a hub model has the hub's cache, a directory needs none.
+    let checkpoint = match &args.model {
+        Some(m) if m.contains("://") => CheckpointSource::Bucket {
+            location: cli::location("--model", m)?,
+            cache: args.model_cache.clone(),
+        },
+        Some(m) => cli::model_source("--model", m)?.into(),
         None if task == Task::Outputs => {
             return Err(cli::ConfigError(
                 "--task outputs: needs --model (an ONNX model folder or .onnx file)".into(),
             ))
         }
-        None => (task.default_model(), None),
+        None => task.default_model().into(),
     };
     let preprocessor = cli::PreprocessFlags {
         config_file: args.preprocessor_config.clone(),
@@ -223,9 +230,7 @@ fn spec(args: &Args, topology: &Topology, budget: &Budget) -> Result<JobSpec, cl
         }
     }
     let model = ModelSpec::default()
-        .with_source(source)
-        .with_remote(remote)
-        .with_cache(args.model_cache.clone())
+        .with_checkpoint(checkpoint)
         .with_device(cli::device("--device", &args.device, topology)?)
         .with_dtype(args.dtype.map(Into::into))
         .with_task(task)
@@ -333,10 +338,11 @@ async fn run(args: Args, topology: Topology, budget: Budget) -> ExitCode {
     if loaded.is_config() {
         return cli::error_exit(&loaded);
     }
-    match &spec.model.remote {
-        Some(location) => eprintln!("error: --model {}: {loaded}", location.url),
-        None => eprintln!("error: --model {}: {loaded}", spec.model.source),
-    }
+    eprintln!(
+        "error: --model {}: {}",
+        spec.model.checkpoint,
+        cli::flags_in(&loaded.to_string())
+    );
     // A store or hub down past the deadline: run it again to carry on, as for the job itself.
     ExitCode::from(if loaded.is_retriable() {
         cli::EXIT_RETRY

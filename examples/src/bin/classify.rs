@@ -78,6 +78,7 @@ fn run(args: Args) -> Result<bool> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let vit = runtime
         .block_on(VitClassifier::load(&spec))
+        .map_err(|e| anyhow::anyhow!(cli::flags_in(&e.to_string())))
         .with_context(|| format!("loading model {}", args.model))?;
     let classifier = vit.classifier();
     let threads = std::thread::available_parallelism()

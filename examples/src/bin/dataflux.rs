@@ -422,7 +422,14 @@ async fn run_status(args: StatusArgs) -> Result<ExitCode> {
             }
         }
     };
-    let s = status::read(&store, &location.prefix, &run_id, lease, deadline).await?;
+    let s = match status::read(&store, &location.prefix, &run_id, lease, deadline).await {
+        Ok(s) => s,
+        Err(e) if e.is_config() => {
+            use dataflux_examples::cli;
+            return Ok(cli::config_exit(&cli::flags_in(&e.to_string())));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);

@@ -48,7 +48,7 @@ pub fn classify_output<'a>(
                     _ => {
                         return Err(format!(
                             "classify needs an output named logits or exactly one [batch, classes] \
-                             output; the model's outputs are {} (pick one with --output-name)",
+                             output; the model's outputs are {}",
                             names(outputs)
                         ))
                     }
@@ -166,7 +166,7 @@ mod tests {
         let outs = [out("a", &[None, Some(4)]), out("b", &[None, Some(5)])];
         let err = classify_output(&outs, None).unwrap_err();
         assert!(
-            err.contains("--output-name") && err.contains("a [?, 4]"),
+            err.contains("exactly one [batch, classes]") && err.contains("a [?, 4]"),
             "{err}"
         );
         assert_eq!(classify_output(&outs, Some("b")).unwrap().name, "b");
