@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::carrier::{Chunk, Failure, Item, Part};
@@ -17,38 +19,46 @@ use crate::model::{BatchModel, Row};
 pub(crate) async fn run<M: BatchModel>(
     model: Arc<M>,
     delay: Duration,
-    mut rx: mpsc::Receiver<Vec<Item<M::Input>>>,
+    rx: mpsc::Receiver<Vec<Item<M::Input>>>,
     tx: mpsc::Sender<Vec<Item<Row>>>,
 ) -> Result<Duration> {
     let depth = model.concurrency().max(1);
+    // Set on an error: no new batch is taken, and the ones in the model are waited for, so
+    // that no thread outlives the stage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let batches = futures::stream::unfold((rx, stop.clone()), |(mut rx, stop)| async move {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        rx.recv().await.map(|batch| (batch, (rx, stop)))
+    });
+    let mut results = batches
+        .map(|batch| infer(model.clone(), delay, batch))
+        .buffered(depth)
+        .boxed();
     let mut busy = Busy::default();
-    let mut inflight = FuturesOrdered::new();
-    let mut open = true;
-    while open || !inflight.is_empty() {
-        tokio::select! {
-            biased;
-            Some(done) = inflight.next(), if !inflight.is_empty() => {
-                let (out, span) = match done {
-                    Ok(done) => done,
-                    Err(e) => {
-                        // Let the batches still in the model finish: no thread outlives the stage.
-                        while inflight.next().await.is_some() {}
-                        return Err(e);
-                    }
-                };
+    let mut failed = None;
+    while let Some(done) = results.next().await {
+        if failed.is_some() {
+            continue;
+        }
+        match done {
+            Ok((out, span)) => {
                 busy.add(span);
                 if tx.send(out).await.is_err() {
-                    while inflight.next().await.is_some() {}
-                    return Err(Error::Disconnected("infer"));
+                    failed = Some(Error::Disconnected("infer"));
                 }
             }
-            next = rx.recv(), if open && inflight.len() < depth => match next {
-                Some(batch) => inflight.push_back(infer(model.clone(), delay, batch)),
-                None => open = false,
-            },
+            Err(e) => failed = Some(e),
+        }
+        if failed.is_some() {
+            stop.store(true, Ordering::Relaxed);
         }
     }
-    Ok(busy.total)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(busy.total),
+    }
 }
 
 /// When the model ran on a batch: `(start, end)`, or none for a batch without values.
@@ -138,6 +148,128 @@ async fn infer<M: BatchModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Column, Rejection, Value};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Takes 50 ms per batch, two batches at once; fails on the batch holding `fail`.
+    struct Slow {
+        fail: u32,
+        started: AtomicUsize,
+        finished: AtomicUsize,
+    }
+
+    impl BatchModel for Slow {
+        type Input = u32;
+        fn task(&self) -> &str {
+            "slow"
+        }
+        fn definition(&self) -> BTreeMap<String, String> {
+            BTreeMap::new()
+        }
+        fn columns(&self) -> Vec<Column> {
+            Vec::new()
+        }
+        fn preprocess(&self, _: &[u8]) -> Result<u32, Rejection> {
+            Ok(0)
+        }
+        fn infer(&self, batch: Vec<u32>) -> Result<Vec<Row>, crate::ModelError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            if batch.contains(&self.fail) {
+                return Err("the device fell over".into());
+            }
+            Ok(batch
+                .iter()
+                .map(|&v| vec![Value::Int64(i64::from(v))])
+                .collect())
+        }
+        fn concurrency(&self) -> usize {
+            2
+        }
+    }
+
+    fn batch(values: std::ops::Range<u32>) -> Vec<Item<u32>> {
+        let objects = values
+            .clone()
+            .map(|v| dataflux::ObjectMeta {
+                name: format!("o{v}"),
+                size: 1,
+                generation: None,
+                crc32c: None,
+                updated: None,
+            })
+            .collect();
+        let chunk = Arc::new(Chunk {
+            id: 0,
+            start: 0,
+            objects,
+            backup: false,
+            taken: Instant::now(),
+        });
+        values
+            .enumerate()
+            .map(|(index, v)| Item {
+                chunk: chunk.clone(),
+                index,
+                part: Part::WHOLE,
+                value: Ok(v),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_leave_in_order_and_a_failure_waits_for_the_batches_in_the_model() {
+        // In order, and all rows through.
+        let model = Arc::new(Slow {
+            fail: u32::MAX,
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+        });
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        for b in 0..4 {
+            in_tx.send(batch(b * 3..b * 3 + 3)).await.unwrap();
+        }
+        drop(in_tx);
+        run(model.clone(), Duration::ZERO, in_rx, out_tx)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while let Some(out) = out_rx.recv().await {
+            for item in out {
+                seen.push(item.value.unwrap()[0].clone());
+            }
+        }
+        assert_eq!(seen, (0..12).map(|v| Value::Int64(v)).collect::<Vec<_>>());
+
+        // The second batch fails while the third is in the model: the error comes back only
+        // once the third is done, and no batch after it is taken.
+        let model = Arc::new(Slow {
+            fail: 4,
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+        });
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, _out_rx) = mpsc::channel(8);
+        for b in 0..6 {
+            in_tx.send(batch(b * 3..b * 3 + 3)).await.unwrap();
+        }
+        let err = run(model.clone(), Duration::ZERO, in_rx, out_tx)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Model(ref m) if m.contains("fell over")),
+            "{err}"
+        );
+        let (started, finished) = (
+            model.started.load(Ordering::SeqCst),
+            model.finished.load(Ordering::SeqCst),
+        );
+        assert_eq!(started, finished, "a batch was still in the model");
+        assert!(started <= 4, "{started} batches taken after the failure");
+    }
 
     #[test]
     fn busy_time_is_the_union_of_overlapping_batches() {
