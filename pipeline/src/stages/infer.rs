@@ -242,7 +242,7 @@ mod tests {
                 seen.push(item.value.unwrap()[0].clone());
             }
         }
-        assert_eq!(seen, (0..12).map(|v| Value::Int64(v)).collect::<Vec<_>>());
+        assert_eq!(seen, (0..12).map(Value::Int64).collect::<Vec<_>>());
 
         // The second batch fails while the third is in the model: the error comes back only
         // once the third is done, and no batch after it is taken.
