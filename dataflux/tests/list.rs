@@ -126,6 +126,36 @@ async fn sequential_listing_pages_with_max_results_on_emulator() {
 }
 
 #[tokio::test]
+async fn a_raced_listing_asks_for_the_first_page_once() {
+    // Both strategies begin with the same request: it is made once. A prefix of one page
+    // then costs what a sequential listing costs, one request.
+    let Some(store) = gcs_store("list-first-page").await else {
+        return;
+    };
+    let names: Vec<String> = (0..30)
+        .map(|i| format!("one/{:02}/{i:03}", i % 10))
+        .collect();
+    put_all(&store, &names).await;
+    let before = store.stats().snapshot();
+    let options = ListOptions::default().with_page_size(50);
+    let listing = list(&store, "one/", &options).await.expect("list");
+    assert_eq!(listing.objects.len(), 30);
+    assert_eq!(listing.strategy, Strategy::Sequential);
+    assert_eq!(store.stats().snapshot().since(&before).list, 1);
+    // Two pages and a bit in 10 folders: the sequential listing's 3 requests, and at most as
+    // many again for the parallel one's folders and pieces; never two first pages.
+    let before = store.stats().snapshot();
+    let options = ListOptions::default().with_page_size(12);
+    let listing = list(&store, "one/", &options).await.expect("list");
+    let mut sorted = names.clone();
+    sorted.sort();
+    let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(got, sorted);
+    let requests = store.stats().snapshot().since(&before).list;
+    assert!(requests <= 6, "{requests} list requests for 3 pages");
+}
+
+#[tokio::test]
 async fn missing_bucket_fails_at_once_naming_it() {
     let Some(_) = emulator() else { return };
     let store: Arc<dyn Store> = dataflux::store::retrying::layered(

@@ -14,7 +14,8 @@
 //! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
 //! client-side). Meanwhile a plain sequential listing runs too, until the parallel one first
 //! splits work, and whichever finishes first is returned, so a small prefix costs no more
-//! than a sequential listing.
+//! than a sequential listing. The first page, the same request for both, is asked for once
+//! and given to both.
 
 use std::sync::Arc;
 
@@ -146,28 +147,42 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
     let remote = store.capabilities().remote;
     let (objects, strategy) = if !remote || options.parallelism <= 1 {
         (
-            sequential(store, prefix, options).await?,
+            sequential(store, prefix, options, None).await?,
             Strategy::Sequential,
         )
     } else if options.race_sequential {
-        // The sequential racer runs until the parallel listing has split work for the first
-        // time (it is warm then, and more likely to win); after that it would only add load.
-        let warm = Arc::new(Notify::new());
-        let racer = async {
+        // Both listings begin with the same request, so it is made once and its page given to
+        // both: a prefix of one page costs one request, and the race no second first page.
+        let first = next_page(store.as_ref(), prefix, None, None, options.page_size).await?;
+        if !first.more {
+            (first.objects, Strategy::Sequential)
+        } else {
+            // The sequential racer runs until the parallel listing has split work for the
+            // first time (it is warm then, and more likely to win); after that it would only
+            // add load.
+            let warm = Arc::new(Notify::new());
+            let racer = async {
+                tokio::select! {
+                    r = sequential(store, prefix, options, Some(first.clone())) => Some(r),
+                    _ = warm.notified() => None,
+                }
+            };
+            let par = parallel(
+                store,
+                prefix,
+                options,
+                Some(first.clone()),
+                Some(warm.clone()),
+            );
+            tokio::pin!(racer, par);
             tokio::select! {
-                r = sequential(store, prefix, options) => Some(r),
-                _ = warm.notified() => None,
+                Some(r) = &mut racer => (r?, Strategy::Sequential),
+                r = &mut par => (r?, Strategy::Parallel),
             }
-        };
-        let par = parallel(store, prefix, options, Some(warm.clone()));
-        tokio::pin!(racer, par);
-        tokio::select! {
-            Some(r) = &mut racer => (r?, Strategy::Sequential),
-            r = &mut par => (r?, Strategy::Parallel),
         }
     } else {
         (
-            parallel(store, prefix, options, None).await?,
+            parallel(store, prefix, options, None, None).await?,
             Strategy::Parallel,
         )
     };
@@ -198,22 +213,29 @@ fn finish(prefix: &str, mut raw: Vec<ObjectMeta>, strategy: Strategy, temp: &str
     }
 }
 
+/// Page after page; `first`, where given, is the first page, already fetched.
 async fn sequential(
     store: &Arc<dyn Store>,
     prefix: &str,
     options: &ListOptions,
+    mut first: Option<Page>,
 ) -> Result<Vec<ObjectMeta>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = next_page(
-            store.as_ref(),
-            prefix,
-            after.as_deref(),
-            None,
-            options.page_size,
-        )
-        .await?;
+        let page = match first.take() {
+            Some(page) => page,
+            None => {
+                next_page(
+                    store.as_ref(),
+                    prefix,
+                    after.as_deref(),
+                    None,
+                    options.page_size,
+                )
+                .await?
+            }
+        };
         let last = page.objects.last().map(|o| o.name.clone());
         out.extend(page.objects);
         match last {

@@ -219,11 +219,12 @@ impl Coordinator {
 ///
 /// A worker whose piece was cut below a page it was fetching drops the names past the cut;
 /// so each name is kept by exactly one worker, and every piece ends with at most one partial
-/// page.
+/// page. `first`, where given, is the whole range's first page, already fetched.
 pub(super) async fn parallel(
     store: &Arc<dyn Store>,
     prefix: &str,
     options: &ListOptions,
+    first: Option<Page>,
     warm: Option<Arc<Notify>>,
 ) -> Result<Vec<ObjectMeta>> {
     let coord = Arc::new(Coordinator {
@@ -252,6 +253,13 @@ pub(super) async fn parallel(
         warm,
         prefix: prefix.to_string(),
     });
+    if let Some(page) = first {
+        // The whole range's first page, already fetched: piece 0 goes on from its end.
+        if coord.record(0, page)? {
+            let mut st = coord.lock()?;
+            return Ok(std::mem::take(&mut st.out));
+        }
+    }
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.parallelism {
         let coord = coord.clone();
