@@ -101,6 +101,29 @@ pub enum Failure {
     Transient(String),
 }
 
+impl Failure {
+    /// What a store's failure to read `object` makes of it: transient (after the store's
+    /// retries: the chunk goes back) or its error row, of kind `not_found`, `integrity`,
+    /// `permission_denied`, `too_large` or `fetch`.
+    pub fn of_fetch(object: &str, e: &dataflux::Error) -> Failure {
+        if e.is_temporary() {
+            return Failure::Transient(e.to_string());
+        }
+        let kind = match e {
+            dataflux::Error::NotFound { .. } => "not_found",
+            dataflux::Error::Integrity { .. } => "integrity",
+            dataflux::Error::PermissionDenied { .. } => "permission_denied",
+            dataflux::Error::TooLarge { .. } => "too_large",
+            _ => "fetch",
+        };
+        Failure::Bad(BadInput {
+            object: object.to_string(),
+            kind: kind.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
 /// One input that cannot be processed: an error row `object,error_kind,message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadInput {

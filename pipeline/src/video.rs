@@ -270,10 +270,7 @@ fn read_head(reader: &mut StoreReader, head: &mut [u8]) -> std::io::Result<usize
 /// The failure a store error makes of an object: transient (the chunk goes back) or its
 /// error row.
 fn fetch_failure(object: &ObjectMeta, e: dataflux::Error) -> Failure {
-    if e.is_temporary() {
-        return Failure::Transient(e.to_string());
-    }
-    bad(object, crate::stages::fetch::error_kind(&e), e.to_string())
+    Failure::of_fetch(&object.name, &e)
 }
 
 fn store_failure(

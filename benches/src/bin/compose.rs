@@ -45,6 +45,14 @@ struct Args {
     /// `both`, one after the other.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     backend: BackendChoice,
+    /// Folders the objects are spread over, round robin (`imgs/03/000123.jpg`); 0: none
+    /// (`imgs/000123.jpg`).
+    #[arg(long, default_value_t = 0)]
+    folders: usize,
+    /// Time the listing too, as `dataflux fetch` spends it (default listing, raced), in every
+    /// mode.
+    #[arg(long)]
+    time_listing: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -79,6 +87,7 @@ fn body_of(i: usize, size: usize) -> Vec<u8> {
     (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     emulator: &Emulator,
     url: &str,
@@ -86,10 +95,17 @@ async fn fetch(
     concurrency: usize,
     take: usize,
     expected: &[Vec<u8>],
+    time_listing: bool,
 ) -> Result<Run> {
     let location = Location::parse(url)?;
     let store: Arc<dyn Store> = location.open().await?;
+    let listed = Instant::now();
     let mut listing = list(&store, &location.prefix, &ListOptions::default()).await?;
+    let listing_time = if time_listing {
+        listed.elapsed()
+    } else {
+        Duration::ZERO
+    };
     listing.objects.truncate(take);
     let config = DatasetConfig::default()
         .with_fetch(
@@ -122,7 +138,7 @@ async fn fetch(
     }
     // Deletes run behind the downloads; the fetch is complete once they are done.
     dataset.fetcher().settle(Duration::from_secs(60)).await;
-    let elapsed = start.elapsed();
+    let elapsed = start.elapsed() + listing_time;
     let (emulator_after, client_after) = cpu();
     let stats = store.stats().snapshot().since(&before);
     ensure!(objects == take, "fetched {objects} of {take}");
@@ -144,15 +160,18 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let data = std::env::temp_dir().join(format!("dataflux-bench-compose-{}", std::process::id()));
     std::fs::create_dir_all(&data)?;
-    // Sizes vary around the average; names sort in index order.
+    // Sizes vary around the average; object i is the i-th name in listing order.
     let sizes: Vec<usize> = (0..args.objects)
         .map(|i| args.size * 3 / 4 + (i * 7919) % (args.size / 2).max(1))
         .collect();
-    let objects: Vec<(String, usize)> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (format!("imgs/{i:06}.jpg"), s))
+    let mut names: Vec<String> = (0..args.objects)
+        .map(|i| match args.folders {
+            0 => format!("imgs/{i:06}.jpg"),
+            n => format!("imgs/{:02}/{i:06}.jpg", i % n),
+        })
         .collect();
+    names.sort();
+    let objects: Vec<(String, usize)> = names.into_iter().zip(sizes.iter().copied()).collect();
     write_preload(&data, "compose-bench", &objects)?;
     // Every fetched byte is checked against these, built before any clock starts.
     let expected: Vec<Vec<u8>> = sizes
@@ -199,14 +218,28 @@ async fn run(
     let n = args.objects;
     let seq_n = args.sequential_objects.unwrap_or(n).min(n);
     println!(
-        "\ncompose benchmark: {n} objects of ~{} B, fake-gcs-server ({backend}) + {} ms per request, concurrency {}",
-        args.size, args.latency_ms, args.concurrency
+        "\ncompose benchmark: {n} objects of ~{} B in {} folders, fake-gcs-server ({backend}) + {} ms per request, concurrency {}{}",
+        args.size,
+        args.folders,
+        args.latency_ms,
+        args.concurrency,
+        if args.time_listing { ", listing timed" } else { "" }
     );
     // Warm-up (connections, emulator caches), not measured.
-    fetch(emulator, url, true, args.concurrency, n.min(64), expected).await?;
-    let composed = fetch(emulator, url, true, args.concurrency, n, expected).await?;
-    let individual = fetch(emulator, url, false, args.concurrency, n, expected).await?;
-    let sequential = fetch(emulator, url, false, 1, seq_n, expected).await?;
+    let timed = args.time_listing;
+    fetch(
+        emulator,
+        url,
+        true,
+        args.concurrency,
+        n.min(64),
+        expected,
+        false,
+    )
+    .await?;
+    let composed = fetch(emulator, url, true, args.concurrency, n, expected, timed).await?;
+    let individual = fetch(emulator, url, false, args.concurrency, n, expected, timed).await?;
+    let sequential = fetch(emulator, url, false, 1, seq_n, expected, timed).await?;
     println!(
         "{:<24} {:>8} {:>10} {:>12} {:>10} {:>9} {:>10} {:>10}  requests",
         "mode", "objects", "time", "objects/s", "MB/s", "req/obj", "emu CPU", "our CPU"

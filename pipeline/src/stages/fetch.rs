@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::carrier::{BadInput, Chunk, Failure, Item, Part, Payload};
+use crate::carrier::{Chunk, Failure, Item, Part, Payload};
 use crate::claims::Claims;
 use crate::error::{Error, Result};
 
@@ -70,18 +70,15 @@ pub(crate) async fn run(
             let index = whole.get(item.index).copied().unwrap_or(next);
             let value = match item.data {
                 Ok(bytes) => Ok(Payload::Bytes(bytes)),
-                Err(e) if e.is_temporary() => {
-                    let reason = e.to_string();
-                    tracing::warn!(chunk = chunk.id, object = %item.meta.name, error = %e,
-                        "transient failure after retries: the chunk goes back");
-                    transient = Some(reason.clone());
-                    Err(Failure::Transient(reason))
+                Err(e) => {
+                    let failure = Failure::of_fetch(&item.meta.name, &e);
+                    if let Failure::Transient(reason) = &failure {
+                        tracing::warn!(chunk = chunk.id, object = %item.meta.name, error = %e,
+                            "transient failure after retries: the chunk goes back");
+                        transient = Some(reason.clone());
+                    }
+                    Err(failure)
                 }
-                Err(e) => Err(Failure::Bad(BadInput {
-                    object: item.meta.name.clone(),
-                    kind: error_kind(&e).into(),
-                    message: e.to_string(),
-                })),
             };
             next = index + 1;
             send(index, &chunk, value).await?;
@@ -97,15 +94,4 @@ pub(crate) async fn run(
         }
     }
     Ok(())
-}
-
-/// The error row's kind for a permanent fetch failure.
-pub(crate) fn error_kind(e: &dataflux::Error) -> &'static str {
-    match e {
-        dataflux::Error::NotFound { .. } => "not_found",
-        dataflux::Error::Integrity { .. } => "integrity",
-        dataflux::Error::PermissionDenied { .. } => "permission_denied",
-        dataflux::Error::TooLarge { .. } => "too_large",
-        _ => "fetch",
-    }
 }
