@@ -26,7 +26,10 @@ pub(crate) async fn run<M: BatchModel>(
     // Set on an error: no new batch is taken, and the ones in the model are waited for, so
     // that no thread outlives the stage.
     let stop = Arc::new(AtomicBool::new(false));
-    let batches = futures::stream::unfold((rx, stop.clone()), |(mut rx, stop)| async move {
+    // The stream borrows the receiver: it stays open until the stage returns its error, so
+    // that the stage before does not end first with a lost downstream.
+    let mut rx = rx;
+    let batches = futures::stream::unfold((&mut rx, stop.clone()), |(rx, stop)| async move {
         if stop.load(Ordering::Relaxed) {
             return None;
         }
