@@ -155,6 +155,36 @@ async fn a_raced_listing_asks_for_the_first_page_once() {
     assert!(requests <= 6, "{requests} list requests for 3 pages");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequential_racer_runs_on_while_the_parallel_listing_is_not_ahead() {
+    // A store on which every bounded range (the parallel listing's pieces once it has split
+    // work) hangs for a minute: the parallel listing is never ahead, so the sequential racer
+    // runs to the end and wins, where a racer that gave up at the first split would leave the
+    // listing to wait for the stalled pieces.
+    let inner = paged_memory_store();
+    let names: Vec<String> = (0..200).map(|i| format!("r/{i:04}.jpg")).collect();
+    put_all(&inner, &names).await;
+    let store: Arc<dyn Store> = Arc::new(HookStore::new(inner, |call| match call {
+        Call::List(req) if req.upto.is_some() => Answer::Delay(Duration::from_secs(60)),
+        // Every other page after the first takes a round trip's time.
+        Call::List(req) if req.after.is_some() => Answer::Delay(Duration::from_millis(20)),
+        _ => Answer::Forward,
+    }));
+    // Two workers: once the second has taken the top, the first's piece is bounded and
+    // stalls, and the parallel listing keeps one page ahead of the racer, never twice its
+    // objects.
+    let options = ListOptions::default()
+        .with_parallelism(2)
+        .with_page_size(10);
+    let listing = tokio::time::timeout(Duration::from_secs(20), list(&store, "r/", &options))
+        .await
+        .expect("the racer did not carry the listing to the end")
+        .expect("list");
+    assert_eq!(listing.strategy, Strategy::Sequential);
+    let got: Vec<&str> = listing.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(got, names);
+}
+
 #[tokio::test]
 async fn missing_bucket_fails_at_once_naming_it() {
     let Some(_) = emulator() else { return };

@@ -12,11 +12,12 @@
 //! included), so that small folders are listed together in one ranged piece instead of a
 //! partial page each. Each worker asks the
 //! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
-//! client-side). Meanwhile a plain sequential listing runs too, until the parallel one first
-//! splits work, and whichever finishes first is returned, so a small prefix costs no more
-//! than a sequential listing. The first page, the same request for both, is asked for once
+//! client-side). Meanwhile a plain sequential listing runs too, until the parallel one holds
+//! twice its objects (it cannot win then), and whichever finishes first is returned, so a
+//! small prefix costs no more than a sequential listing. The first page, the same request for both, is asked for once
 //! and given to both.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -147,7 +148,7 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
     let remote = store.capabilities().remote;
     let (objects, strategy) = if !remote || options.parallelism <= 1 {
         (
-            sequential(store, prefix, options, None).await?,
+            sequential(store, prefix, options, None, None).await?,
             Strategy::Sequential,
         )
     } else if options.race_sequential {
@@ -157,14 +158,14 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
         if !first.more {
             (first.objects, Strategy::Sequential)
         } else {
-            // The sequential racer runs until the parallel listing has split work for the
-            // first time (it is warm then, and more likely to win); after that it would only
-            // add load.
-            let warm = Arc::new(Notify::new());
+            // The sequential racer runs until the parallel listing is clearly ahead (it has
+            // kept `LEAD` times the racer's objects): it cannot win then, and would only add
+            // load. While the parallel listing is not faster, it runs on to the end.
+            let lead = Arc::new(Lead::default());
             let racer = async {
                 tokio::select! {
-                    r = sequential(store, prefix, options, Some(first.clone())) => Some(r),
-                    _ = warm.notified() => None,
+                    r = sequential(store, prefix, options, Some(first.clone()), Some(&lead)) => Some(r),
+                    _ = lead.behind.notified() => None,
                 }
             };
             let par = parallel(
@@ -172,7 +173,7 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
                 prefix,
                 options,
                 Some(first.clone()),
-                Some(warm.clone()),
+                Some(lead.clone()),
             );
             tokio::pin!(racer, par);
             tokio::select! {
@@ -213,12 +214,38 @@ fn finish(prefix: &str, mut raw: Vec<ObjectMeta>, strategy: Strategy, temp: &str
     }
 }
 
-/// Page after page; `first`, where given, is the first page, already fetched.
+/// How many times the sequential racer's objects the parallel listing must have kept before
+/// the racer gives up.
+const LEAD: usize = 2;
+
+/// The race between the two listings, as the parallel one sees it.
+#[derive(Debug, Default)]
+pub(super) struct Lead {
+    /// Objects the sequential racer has listed.
+    racer: AtomicUsize,
+    /// Told (a stored permit) once the parallel listing holds [`LEAD`] times as many.
+    behind: Notify,
+}
+
+impl Lead {
+    /// The parallel listing has kept `kept` objects: tells the racer to stop where that is
+    /// [`LEAD`] times its own.
+    pub(super) fn parallel_kept(&self, kept: usize) {
+        let racer = self.racer.load(Ordering::Relaxed);
+        if racer > 0 && kept >= LEAD * racer {
+            self.behind.notify_one();
+        }
+    }
+}
+
+/// Page after page; `first`, where given, is the first page, already fetched. As a racer, it
+/// tells `lead` how far it has got.
 async fn sequential(
     store: &Arc<dyn Store>,
     prefix: &str,
     options: &ListOptions,
     mut first: Option<Page>,
+    lead: Option<&Lead>,
 ) -> Result<Vec<ObjectMeta>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
@@ -238,6 +265,9 @@ async fn sequential(
         };
         let last = page.objects.last().map(|o| o.name.clone());
         out.extend(page.objects);
+        if let Some(lead) = lead {
+            lead.racer.store(out.len(), Ordering::Relaxed);
+        }
         match last {
             Some(l) if page.more => after = Some(l),
             _ => return Ok(out),

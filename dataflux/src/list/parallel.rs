@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::plan::*;
-use super::{next_page, ListOptions};
+use super::{next_page, Lead, ListOptions};
 use crate::error::{Error, Result};
 use crate::folders::Folders;
 use crate::meta::ObjectMeta;
@@ -17,8 +17,8 @@ use crate::store::{Page, Store, MAX_PAGE};
 struct Coordinator {
     state: Mutex<Shared>,
     wake: Notify,
-    /// Told once, the first time work is split (ends the sequential racer).
-    warm: Option<Arc<Notify>>,
+    /// The race against the sequential listing, told how many objects are kept.
+    lead: Option<Arc<Lead>>,
     prefix: String,
 }
 
@@ -47,11 +47,6 @@ impl Coordinator {
                 }
                 if let Some(work) = st.steal(&self.prefix) {
                     st.busy += 1;
-                    drop(st);
-                    if let (Some(warm), Work::Piece(_)) = (&self.warm, &work) {
-                        // Stores a permit if the racer is not waiting yet; repeats are harmless.
-                        warm.notify_one();
-                    }
                     return Ok(Some(work));
                 }
                 if st.busy == 0 {
@@ -150,7 +145,11 @@ impl Coordinator {
         piece.after = Some(last.clone());
         piece.page = Some((first, last, radix));
         st.keep(objects);
+        let kept = st.out.len();
         drop(st);
+        if let Some(lead) = &self.lead {
+            lead.parallel_kept(kept);
+        }
         self.wake.notify_waiters();
         Ok(done)
     }
@@ -225,7 +224,7 @@ pub(super) async fn parallel(
     prefix: &str,
     options: &ListOptions,
     first: Option<Page>,
-    warm: Option<Arc<Notify>>,
+    lead: Option<Arc<Lead>>,
 ) -> Result<Vec<ObjectMeta>> {
     let coord = Arc::new(Coordinator {
         state: Mutex::new(Shared {
@@ -250,7 +249,7 @@ pub(super) async fn parallel(
             ..Default::default()
         }),
         wake: Notify::new(),
-        warm,
+        lead,
         prefix: prefix.to_string(),
     });
     if let Some(page) = first {
