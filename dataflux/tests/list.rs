@@ -164,15 +164,21 @@ async fn the_sequential_racer_runs_on_while_the_parallel_listing_is_not_ahead() 
     let inner = paged_memory_store();
     let names: Vec<String> = (0..200).map(|i| format!("r/{i:04}.jpg")).collect();
     put_all(&inner, &names).await;
-    let store: Arc<dyn Store> = Arc::new(HookStore::new(inner, |call| match call {
+    // The racer's pages start after every tenth name (its page boundaries); so does the
+    // parallel listing's first piece, at its start. Any other start is a piece cut off.
+    let boundaries: std::collections::BTreeSet<String> =
+        names.iter().skip(9).step_by(10).cloned().collect();
+    let store: Arc<dyn Store> = Arc::new(HookStore::new(inner, move |call| match call {
         Call::List(req) if req.upto.is_some() => Answer::Delay(Duration::from_secs(60)),
-        // Every other page after the first takes a round trip's time.
+        Call::List(req) if req.after.is_some_and(|a| !boundaries.contains(a)) => {
+            Answer::Delay(Duration::from_secs(60))
+        }
+        // The racer's pages take a round trip's time.
         Call::List(req) if req.after.is_some() => Answer::Delay(Duration::from_millis(20)),
         _ => Answer::Forward,
     }));
-    // Two workers: once the second has taken the top, the first's piece is bounded and
-    // stalls, and the parallel listing keeps one page ahead of the racer, never twice its
-    // objects.
+    // Two workers: once the second has taken the top, both pieces stall; the parallel listing
+    // holds its first page and at most one more, never two pages more than the racer.
     let options = ListOptions::default()
         .with_parallelism(2)
         .with_page_size(10);

@@ -13,8 +13,8 @@
 //! partial page each. Each worker asks the
 //! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
 //! client-side). Meanwhile a plain sequential listing runs too, until the parallel one holds
-//! twice its objects (it cannot win then), and whichever finishes first is returned, so a
-//! small prefix costs no more than a sequential listing. The first page, the same request for both, is asked for once
+//! twice its objects and two pages more (it cannot win then), and whichever finishes first is
+//! returned, so a small prefix costs no more than a sequential listing. The first page, the same request for both, is asked for once
 //! and given to both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,9 +159,10 @@ pub async fn list(store: &Arc<dyn Store>, prefix: &str, options: &ListOptions) -
             (first.objects, Strategy::Sequential)
         } else {
             // The sequential racer runs until the parallel listing is clearly ahead (it has
-            // kept `LEAD` times the racer's objects): it cannot win then, and would only add
-            // load. While the parallel listing is not faster, it runs on to the end.
-            let lead = Arc::new(Lead::default());
+            // kept twice the racer's objects, and two pages more): it cannot win then, and
+            // would only add load. While the parallel listing is not faster, it runs on to the
+            // end.
+            let lead = Arc::new(Lead::new(options.page_size));
             let racer = async {
                 tokio::select! {
                     r = sequential(store, prefix, options, Some(first.clone()), Some(&lead)) => Some(r),
@@ -215,24 +216,36 @@ fn finish(prefix: &str, mut raw: Vec<ObjectMeta>, strategy: Strategy, temp: &str
 }
 
 /// How many times the sequential racer's objects the parallel listing must have kept before
-/// the racer gives up.
+/// the racer gives up...
 const LEAD: usize = 2;
+/// ...and by how many full pages at least: early on, one page in hand more is no lead.
+const LEAD_PAGES: usize = 2;
 
 /// The race between the two listings, as the parallel one sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Lead {
     /// Objects the sequential racer has listed.
     racer: AtomicUsize,
-    /// Told (a stored permit) once the parallel listing holds [`LEAD`] times as many.
+    /// Objects per full page.
+    page_size: usize,
+    /// Told (a stored permit) once the parallel listing is clearly ahead.
     behind: Notify,
 }
 
 impl Lead {
+    fn new(page_size: usize) -> Self {
+        Self {
+            racer: AtomicUsize::new(0),
+            page_size: page_size.clamp(1, MAX_PAGE),
+            behind: Notify::new(),
+        }
+    }
+
     /// The parallel listing has kept `kept` objects: tells the racer to stop where that is
-    /// [`LEAD`] times its own.
+    /// [`LEAD`] times its own and [`LEAD_PAGES`] full pages more.
     pub(super) fn parallel_kept(&self, kept: usize) {
         let racer = self.racer.load(Ordering::Relaxed);
-        if racer > 0 && kept >= LEAD * racer {
+        if racer > 0 && kept >= LEAD * racer && kept >= racer + LEAD_PAGES * self.page_size {
             self.behind.notify_one();
         }
     }
