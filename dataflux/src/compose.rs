@@ -177,6 +177,8 @@ pub struct Fetcher {
     compose_off: Arc<AtomicBool>,
     live: Arc<Mutex<HashSet<String>>>,
     undeletable: Arc<Mutex<Vec<String>>>,
+    /// A delete failed: the run's temporary prefix must be swept to leave nothing behind.
+    unswept: Arc<AtomicBool>,
     counter: AtomicU64,
 }
 
@@ -191,6 +193,7 @@ impl Fetcher {
             compose_off: Arc::new(AtomicBool::new(compose_off)),
             live: Default::default(),
             undeletable: Default::default(),
+            unswept: Default::default(),
             counter: AtomicU64::new(0),
         }
     }
@@ -308,13 +311,14 @@ impl Fetcher {
         // Compose, download and delete run in their own task: if the caller is dropped (a
         // stream dropped half way), a compose request already sent may still complete on the
         // server after a drop guard's delete; the task sees it through and deletes after it.
-        let (store, live, sources) = (self.store.clone(), self.live.clone(), group.to_vec());
+        let (store, sources) = (self.store.clone(), group.to_vec());
+        let (live, unswept) = (self.live.clone(), self.unswept.clone());
         let (compose_off, undeletable) = (self.compose_off.clone(), self.undeletable.clone());
         let task_name = name.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let name = task_name;
-            let guard = TempObject::new(store.clone(), name.clone(), live);
+            let guard = TempObject::new(store.clone(), name.clone(), live, unswept);
             let composed = store.compose(&sources, &name).await;
             let downloaded = match composed {
                 Ok(_) => store.get(&name, None).await,
@@ -382,6 +386,19 @@ impl Fetcher {
     /// id, or deletes that failed). Call at start and end; returns how many were deleted.
     pub async fn sweep(&self) -> Result<usize> {
         delete_under(&self.store, &self.run_prefix()).await
+    }
+
+    /// The end of a run: waits (up to `timeout`) for the deletes behind the downloads, then
+    /// sweeps the run's temporary prefix ([`Fetcher::sweep`]) only where a delete failed or
+    /// did not finish in time; returns how many objects the sweep deleted (0 where none was
+    /// needed, which costs no request). Composites the store refuses to delete stay, named
+    /// by [`Fetcher::undeletable`].
+    pub async fn finish(&self, timeout: Duration) -> Result<usize> {
+        let settled = self.settle(timeout).await;
+        if settled && !self.unswept.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        self.sweep().await
     }
 
     /// Waits (up to `timeout`) until every composite this fetcher created has been deleted;
@@ -537,11 +554,18 @@ struct TempObject {
     store: Arc<dyn Store>,
     name: String,
     live: Arc<Mutex<HashSet<String>>>,
+    /// Set when the delete fails: the end-of-run sweep must look.
+    unswept: Arc<AtomicBool>,
     armed: bool,
 }
 
 impl TempObject {
-    fn new(store: Arc<dyn Store>, name: String, live: Arc<Mutex<HashSet<String>>>) -> Self {
+    fn new(
+        store: Arc<dyn Store>,
+        name: String,
+        live: Arc<Mutex<HashSet<String>>>,
+        unswept: Arc<AtomicBool>,
+    ) -> Self {
         if let Ok(mut l) = live.lock() {
             l.insert(name.clone());
         }
@@ -549,6 +573,7 @@ impl TempObject {
             store,
             name,
             live,
+            unswept,
             armed: true,
         }
     }
@@ -556,6 +581,9 @@ impl TempObject {
     async fn delete(mut self) -> Result<()> {
         self.armed = false;
         let result = self.store.delete(&self.name).await;
+        if result.is_err() {
+            self.unswept.store(true, Ordering::Relaxed);
+        }
         // Deleted, or left to the end-of-run sweep: no longer in flight either way.
         if let Ok(mut l) = self.live.lock() {
             l.remove(&self.name);
@@ -574,13 +602,17 @@ impl Drop for TempObject {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let store = self.store.clone();
             let name = std::mem::take(&mut self.name);
-            let live = self.live.clone();
+            let (live, unswept) = (self.live.clone(), self.unswept.clone());
             handle.spawn(async move {
-                let _ = store.delete(&name).await;
+                if store.delete(&name).await.is_err() {
+                    unswept.store(true, Ordering::Relaxed);
+                }
                 if let Ok(mut l) = live.lock() {
                     l.remove(&name);
                 }
             });
+        } else {
+            self.unswept.store(true, Ordering::Relaxed);
         }
     }
 }

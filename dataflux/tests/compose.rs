@@ -654,3 +654,53 @@ async fn undeletable_composites_switch_compose_off_and_are_named_not_fatal() {
     // The sweep is refused too: an error to log, not a hang or a panic.
     assert!(ds.fetcher().sweep().await.is_err());
 }
+
+#[tokio::test]
+async fn finish_sweeps_only_where_a_delete_failed() {
+    let Some(inner) = gcs_store("compose-finish").await else {
+        return;
+    };
+    let names = names(64);
+    put_all(&inner, &names).await;
+    // The first delete of a composite fails (after the store's retries, as a 503 storm would
+    // leave it); every other one succeeds.
+    let failed_once = Arc::new(AtomicUsize::new(0));
+    let fail_first = {
+        let failed_once = failed_once.clone();
+        move |call: &Call<'_>| match call {
+            Call::Delete(name)
+                if name.starts_with("dataflux-tmp/")
+                    && failed_once.fetch_add(1, Ordering::SeqCst) == 0 =>
+            {
+                Answer::Fail(Error::Request {
+                    operation: Operation::Delete,
+                    location: name.to_string(),
+                    status: Some(503),
+                    transient: true,
+                    message: "backend error".into(),
+                })
+            }
+            _ => Answer::Forward,
+        }
+    };
+    for (fail, expected_lists) in [(false, 0u64), (true, 1)] {
+        failed_once.store(if fail { 0 } else { 1 }, Ordering::SeqCst);
+        let store: Arc<dyn Store> = Arc::new(HookStore::new(inner.clone(), fail_first.clone()));
+        let counted: Arc<dyn Store> =
+            Arc::new(dataflux::store::counting::CountingStore::new(store));
+        let ds = dataset(counted.clone(), FetchOptions::default()).await;
+        let all: Vec<usize> = (0..names.len()).collect();
+        let got = ds.get_many(&all).await.expect("get_many");
+        assert!(got.iter().all(|r| r.is_ok()));
+        let before = counted.stats().snapshot();
+        let swept = ds
+            .fetcher()
+            .finish(Duration::from_secs(30))
+            .await
+            .expect("finish");
+        let lists = counted.stats().snapshot().since(&before).list;
+        assert_eq!(lists, expected_lists, "delete failed: {fail}");
+        assert_eq!(swept, usize::from(fail), "delete failed: {fail}");
+        assert_eq!(temporaries(&inner).await, 0, "nothing left behind");
+    }
+}

@@ -14,13 +14,14 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dataflux::compose::{cleanup_stale, stale_temporaries};
 use dataflux::{
-    folder_prefix, list, Dataset, DatasetConfig, FetchOptions, ListOptions, Location,
+    folder_prefix, list, Dataset, DatasetConfig, FetchOptions, Fetcher, ListOptions, Location,
     DEFAULT_TEMP_PREFIX,
 };
 use dataflux_examples::logging::LogFormat;
@@ -282,14 +283,28 @@ async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
         )
         .with_concurrency(args.concurrency.max(1));
     let start = Instant::now();
-    let dataset = Dataset::open(&args.url, config)
+    let location = Location::parse(&args.url).with_context(|| format!("listing {}", args.url))?;
+    let store = location
+        .open()
         .await
         .with_context(|| format!("listing {}", args.url))?;
-    let listed = start.elapsed();
-    let fetcher = dataset.fetcher().clone();
-    if let Err(e) = fetcher.sweep().await {
+    let fetcher = Arc::new(Fetcher::new(store.clone(), config.fetch.clone()));
+    let list_options = config
+        .list
+        .clone()
+        .with_temp_prefix(config.fetch.temp_prefix.clone());
+    // A crash's leftovers under this run id are swept while the prefix is listed: this run
+    // composes nothing before its listing is done, so the sweep costs no round trip of its own.
+    let (listing, swept) = tokio::join!(
+        list(&store, &location.prefix, &list_options),
+        fetcher.sweep()
+    );
+    let listing = listing.with_context(|| format!("listing {}", args.url))?;
+    if let Err(e) = swept {
         tracing::warn!(error = %e, "could not sweep this run's temporaries at start");
     }
+    let listed = start.elapsed();
+    let dataset = Dataset::with_fetcher(fetcher.clone(), listing, config);
     tokio::fs::create_dir_all(&args.to)
         .await
         .with_context(|| format!("creating {}", args.to.display()))?;
@@ -329,9 +344,13 @@ async fn run_fetch(args: FetchArgs) -> Result<ExitCode> {
         }
     }
     drop(stream);
-    let swept = fetcher.sweep().await;
-    if let Err(e) = &swept {
+    // The deletes behind the downloads, and a sweep where one of them failed.
+    if let Err(e) = fetcher.finish(Duration::from_secs(60)).await {
         tracing::warn!(error = %e, "could not sweep this run's temporaries at end");
+    }
+    let undeletable = fetcher.undeletable();
+    if let Some(first) = undeletable.first() {
+        tracing::warn!(count = undeletable.len(), first = %first, "composites the store would not delete are left behind");
     }
     let elapsed = start.elapsed();
     if args.stats {
