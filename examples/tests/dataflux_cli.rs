@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dataflux::store::gcs::{emulator_endpoint, GcsStore};
 use dataflux::{list, ListOptions, PutMode, Store};
+use futures::StreamExt;
 
 fn dataflux(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dataflux"))
@@ -218,6 +219,54 @@ async fn fetch_round_trips_every_object_and_leaves_no_temporaries() {
         }
         assert_eq!(temporaries(&store).await, 0, "{mode:?}");
     }
+}
+
+#[tokio::test]
+async fn fetch_of_several_pages_writes_every_object_once() {
+    // 1,100 objects in three folders: two pages, 35 composites. Every object once, nothing
+    // else, no temporaries left.
+    let Some((bucket, store)) = emulator_bucket("fetch-pages").await else {
+        return;
+    };
+    let expected: Vec<(String, Vec<u8>)> = (0..1_100usize)
+        .map(|i| {
+            let name = format!("pages/{}/{i:05}.bin", i % 3);
+            (name, format!("object {i}").into_bytes())
+        })
+        .collect();
+    futures::stream::iter(expected.iter().cloned())
+        .map(|(name, body)| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(&name, Bytes::from(body), PutMode::Overwrite)
+                    .await
+                    .expect("put")
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let to = dir.path().to_str().expect("utf-8").to_string();
+    let url = format!("gs://{bucket}/pages/");
+    let out =
+        tokio::task::spawn_blocking(move || dataflux(&["fetch", &url, "--to", &to, "--stats"]))
+            .await
+            .expect("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (name, body) in &expected {
+        let path = dir
+            .path()
+            .join(name.strip_prefix("pages/").expect("prefix"));
+        let got = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(&got, body, "{name}");
+    }
+    assert_eq!(walk(dir.path()), expected.len(), "nothing else written");
+    let err = stderr(&out);
+    assert!(err.contains("fetched 1100 objects"), "{err}");
+    assert!(err.contains("composed: true"), "{err}");
+    assert_eq!(temporaries(&store).await, 0);
 }
 
 fn walk(dir: &Path) -> usize {
