@@ -1,5 +1,5 @@
 //! A model of any engine, recognised by its files and loaded ([`AnyModel`]). Finding it is
-//! [`crate::locate`]'s.
+//! [`locate`]'s.
 
 use dataflux_inference::folder::Checkpoint;
 
@@ -24,7 +24,7 @@ impl AnyModel {
     /// Finds the model of `job`, recognises its engine by its files (logged with the reason),
     /// and loads it for the job's task; a model in a bucket is fetched within the job's
     /// `store_deadline`. A model nothing here can run, a missing ONNX Runtime or provider, or a
-    /// model that cannot do the task is a configuration error ([`Error::is_config`]).
+    /// model that cannot do the task is a configuration error ([`crate::Error::is_config`]).
     pub async fn load(job: &crate::JobSpec) -> Result<Self> {
         let spec = &job.model;
         let checkpoint = locate(spec, job.store_deadline).await?;

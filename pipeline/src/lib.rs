@@ -3,10 +3,10 @@
 //! results back — with any model that implements [`BatchModel`].
 //!
 //! The job reads top to bottom as the data flows ([`stages`]): **claim** a chunk (a
-//! create-only claim with a lease, see [`claims`](crate::claims)) → **fetch** its objects
+//! create-only claim with a lease, see `claims`) → **fetch** its objects
 //! (composed on GCS, verified) → **decode** on a bounded CPU pool ([`BatchModel::preprocess`])
 //! → **batch** → **infer** ([`BatchModel::infer`]) → **commit** its rows create-only. The
-//! outputs are built from commits alone ([`finalize`](crate::finalize)), so they are the
+//! outputs are built from commits alone (`finalize`), so they are the
 //! same whatever the schedule: two processes of one rank, a resubmission with another world
 //! size while the old job still runs, a rank killed at any instant. Only permanent failures
 //! become error rows; a chunk hit by a transient one is given back and done again.

@@ -188,7 +188,7 @@ pub struct ModelSpec {
     /// Never download: use the hub cache or a local directory.
     pub offline: bool,
     /// The ONNX output a task reads (`None`: the task's own choice, see
-    /// [`dataflux_inference::onnx::head`]).
+    /// `dataflux_inference::onnx::head`, feature `onnx`).
     pub output_name: Option<String>,
     /// How an ONNX `[batch, tokens, dim]` output becomes an embedding.
     pub pooling: Pooling,

@@ -4,7 +4,7 @@
 //! whether the run finished. Nothing is written. This is what `dataflux status` prints.
 //!
 //! Lease ages compare the store's timestamps with this machine's clock, so they are as right
-//! as the two clocks agree; the job itself never does that (see [`crate::claims`]'s notes).
+//! as the two clocks agree; the job itself never does that (see the `claims` module's notes).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Videos in the job: an object read through the store in bounded ranged reads
-//! ([`StoreReader`]), and a video's samples turned into the job's items ([`produce`]), each
+//! ([`StoreReader`]), and a video's samples turned into the job's items (`produce`), each
 //! through the model's own preprocessing, the last item marked as the object's last.
 //!
 //! A video is recognised by its first bytes ([`dataflux_inference::video::is_video`]). Small

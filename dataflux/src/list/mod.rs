@@ -2,7 +2,7 @@
 //!
 //! A remote listing starts with one worker owning the whole name range under the prefix.
 //! From its first page on, a worker without work takes the upper part of a busy worker's
-//! piece (see [`parallel`]): the open-ended top piece is cut at points extrapolated from the
+//! piece (see the `parallel` module): the open-ended top piece is cut at points extrapolated from the
 //! first page, geometrically further each time, and bounded pieces are halved, the one with
 //! the most pages left first, at lexicographic points ([`crate::split`]). Where names lie in
 //! folders below the prefix, the folders are asked for once (one delimiter listing, then one

@@ -3,7 +3,7 @@
 //! JPEG, PNG, WebP, GIF (first frame), BMP and TIFF are recognised by their content. Header
 //! dimensions are checked against [`DecodeLimits`] before anything is allocated, and the
 //! decoder's allocations are capped too. JPEGs go through libjpeg-turbo's decoder where the
-//! build has it ([`jpeg`], feature `turbojpeg`), PIL's own, so the pixels are PIL's exactly;
+//! build has it (`jpeg`, feature `turbojpeg`), PIL's own, so the pixels are PIL's exactly;
 //! everything else through the `image` crate. See [`crate::preprocess`] for the conversion
 //! rules (grey, alpha, palettes, CMYK, 16-bit samples).
 

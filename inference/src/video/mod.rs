@@ -2,7 +2,7 @@
 //!
 //! [`sniff`] recognises a video by its first bytes and [`sample`] decides which frames are
 //! samples; both are plain Rust and always built, so that a build without video support can
-//! still say that an object is a video. [`decode`] (feature `video`) demuxes and decodes with
+//! still say that an object is a video. `decode` (feature `video`) demuxes and decodes with
 //! FFmpeg's libraries through any [`std::io::Read`] + [`std::io::Seek`] source (a store's
 //! ranged reads, or bytes in memory), and turns each sample into RGB with the stream's own
 //! colour matrix and range.
