@@ -49,6 +49,9 @@ struct Args {
     /// Also run the whole job over this many photos against the tutorial-style PyTorch job.
     #[arg(long, default_value_t = 0)]
     job: usize,
+    /// `--batch-size` of both jobs (ours and the PyTorch one).
+    #[arg(long, default_value_t = 64)]
+    job_batch: usize,
     /// The batch-inference binary for --job.
     #[arg(long, default_value = "target/release/batch-inference")]
     batch_inference: PathBuf,
@@ -195,7 +198,12 @@ fn job(args: &Args) -> Result<()> {
             .arg(&photos)
             .arg("--output")
             .arg(&out)
-            .args(["--device", "cpu", "--batch-size", "64"])
+            .args([
+                "--device",
+                "cpu",
+                "--batch-size",
+                &args.job_batch.to_string(),
+            ])
             .env("RUST_LOG", "warn")
             .output()
             .context("running batch-inference")?;
@@ -213,6 +221,8 @@ fn job(args: &Args) -> Result<()> {
             dir.path().join("torch.csv").display().to_string(),
             "--threads".into(),
             args.threads.to_string(),
+            "--batch".into(),
+            args.job_batch.to_string(),
         ];
         let torch = python_json(&args.python, "tutorial_job_baseline.py", &script_args)
             .and_then(|v| v["images_per_s"].as_f64())
