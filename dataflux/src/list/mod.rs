@@ -1,21 +1,20 @@
 //! Listing: parallel, work-stealing, raced against a plain sequential listing.
 //!
-//! A remote listing starts with one worker owning the whole name range under the prefix.
-//! From its first page on, a worker without work takes the upper part of a busy worker's
-//! piece (see the `parallel` module): the open-ended top piece is cut at points extrapolated from the
-//! first page, geometrically further each time, and bounded pieces are halved, the one with
-//! the most pages left first, at lexicographic points ([`crate::split`]). Where names lie in
+//! A remote listing starts with one worker owning the whole name range under the prefix. From
+//! its first page on, a worker without work takes the upper part of a busy worker's piece (see
+//! the `parallel` module): the open-ended top piece is cut at points extrapolated from the
+//! first page, geometrically further each time, and bounded pieces are halved, the one with the
+//! most pages left first, at lexicographic points ([`crate::split`]). Where names lie in
 //! folders below the prefix, the folders are asked for once (one delimiter listing, then one
-//! per large folder that holds folders) and pieces are cut at folder boundaries, since a
-//! page's numbering says nothing past its own folder — only where a piece holds several
-//! pages by the density measured so far (the pages listed before the folders were known
-//! included), so that small folders are listed together in one ranged piece instead of a
-//! partial page each. Each worker asks the
-//! store only for its own piece (GCS `startOffset`/`endOffset`; other stores stop at the bound
-//! client-side). Meanwhile a plain sequential listing runs too, until the parallel one holds
-//! twice its objects and two pages more (it cannot win then), and whichever finishes first is
-//! returned, so a small prefix costs no more than a sequential listing. The first page, the same request for both, is asked for once
-//! and given to both.
+//! per large folder that holds folders) and pieces are cut at folder boundaries, since a page's
+//! numbering says nothing past its own folder — only where a piece holds several pages by the
+//! density measured so far (the pages listed before the folders were known included), so that
+//! small folders are listed together in one ranged piece instead of a partial page each. Each
+//! worker asks the store only for its own piece (GCS `startOffset`/`endOffset`; other stores
+//! stop at the bound client-side). Meanwhile a plain sequential listing runs too, until the
+//! parallel one holds twice its objects and two pages more (it cannot win then), and whichever
+//! finishes first is returned, so a small prefix costs no more than a sequential listing. The
+//! first page, the same request for both, is asked for once and given to both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
