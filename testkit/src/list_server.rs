@@ -771,13 +771,7 @@ mod tests {
 
     /// The names and next page token of a list answer.
     fn page(server: &Server, query: &[(&str, &str)]) -> (Vec<String>, Option<String>) {
-        let params: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let answer = server.list(&params);
-        assert_eq!(answer.status, 200);
-        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        let json = json(server, query);
         let names = json["items"]
             .as_array()
             .map(|items| {
